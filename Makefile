@@ -1,0 +1,36 @@
+# posestream — the two set-up commands are `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test lint unit install bench clean
+
+install: $(STAMP)
+
+# torch/torchvision are pinned in pyproject.toml; pip takes them from the local wheel cache here.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# The main job.
+run: $(STAMP)
+	$(BIN)/posestream demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+# Lint, then the whole suite. pytest exits 5 when it collects no test, which fails this target.
+test: lint unit
+
+bench: $(STAMP)
+	$(BIN)/python bench/model_size.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

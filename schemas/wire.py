@@ -1,0 +1,148 @@
+"""Wire messages: the public contract of posestream's Redis streams (DESIGN.md, "Wire format").
+
+Every stream entry has one field, ``msg``, holding a msgpack map with string keys. Models are
+strict (no silent coercion of "5" to 5: other languages must send the right types), frozen, and
+ignore unknown keys so that later optional additions do not break v1 readers.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+import msgpack
+from annotated_types import Len
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+WIRE_VERSION = 1
+STREAM_FIELD = "msg"
+NUM_KEYPOINTS = 17
+
+CameraId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+FrameId = Annotated[int, Field(ge=0)]
+Meta = dict[str, str | int | float]
+BBox = Annotated[list[float], Len(4, 4)]
+Keypoint = Annotated[list[float], Len(3, 3)]  # x, y, score in pixels of the original frame
+Keypoints = Annotated[list[Keypoint], Len(NUM_KEYPOINTS, NUM_KEYPOINTS)]
+PixelSize = Annotated[int, Field(ge=0, le=1_000_000)]  # 0 when the frame was never decoded
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class WireDecodeError(ValueError):
+    """The bytes are not a msgpack map with string keys (dead-letter reason ``not_msgpack``)."""
+
+
+class DeadReason(StrEnum):
+    """Machine-readable dead-letter reasons; clients switch on these strings."""
+
+    NOT_MSGPACK = "not_msgpack"
+    SCHEMA = "schema"
+    BAD_IMAGE = "bad_image"
+    TOO_LARGE = "too_large"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    POISON = "poison"
+
+
+class WireMessage(BaseModel):
+    """Base for every stream message: msgpack encoding and the shared model config."""
+
+    model_config = ConfigDict(
+        frozen=True, strict=True, extra="ignore", json_schema_extra=lambda s: s["required"].insert(0, "v")
+    )
+    kind: ClassVar[str]
+
+    v: Literal[1] = WIRE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="python")
+
+    def to_bytes(self) -> bytes:
+        # Field order is declaration order, so the encoding is stable (see the golden files).
+        return msgpack.packb(self.to_dict(), use_bin_type=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        obj = unpack_map(data)
+        # ``v`` has a default for Python callers, but on the wire it is required.
+        if "v" not in obj:
+            raise ValidationError.from_exception_data(
+                cls.__name__, [{"type": "missing", "loc": ("v",), "input": obj}]
+            )
+        return cls.model_validate(obj)
+
+
+def unpack_map(data: bytes) -> dict[str, Any]:
+    """Decode msgpack bytes into a map with string keys, or raise ``WireDecodeError``."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise WireDecodeError(f"not msgpack: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise WireDecodeError(f"msgpack value is a {type(obj).__name__}, expected a map")
+    return obj
+
+
+class Frame(WireMessage):
+    """Producer → frames stream: one camera image."""
+
+    kind: ClassVar[str] = "frame"
+    camera_id: CameraId
+    frame_id: FrameId
+    ts: float
+    image: Annotated[bytes, Field(min_length=1)]  # a JPEG or PNG file's bytes
+    meta: Meta | None = None
+
+
+class PersonEvent(WireMessage):
+    """Worker → events stream: one person found in one frame."""
+
+    kind: ClassVar[str] = "person_event"
+    event_id: str
+    camera_id: CameraId
+    frame_id: FrameId
+    ts: float
+    person: Annotated[int, Field(ge=0)]
+    bbox: BBox
+    score: float
+    keypoints: Keypoints
+    activity: str
+    activity_scores: dict[str, float]
+    model: str
+    width: PixelSize
+    height: PixelSize
+    latency_ms: NonNegative
+
+    @staticmethod
+    def make_id(camera_id: str, frame_id: int, person: int) -> str:
+        return f"{camera_id}:{frame_id}:{person}"
+
+
+class FrameResult(WireMessage):
+    """Worker → results stream: one per frame, also for zero persons and for stale frames."""
+
+    kind: ClassVar[str] = "frame_result"
+    camera_id: CameraId
+    frame_id: FrameId
+    ts: float
+    status: Literal["ok", "stale"]
+    persons: Annotated[int, Field(ge=0)]
+    event_ids: list[str]
+    width: PixelSize
+    height: PixelSize
+    latency_ms: NonNegative
+    meta: Meta | None = None
+
+
+class DeadLetter(WireMessage):
+    """Worker → dead stream: a frame that could not be processed, with the reason."""
+
+    kind: ClassVar[str] = "dead_letter"
+    source_id: str  # the frame's stream entry id
+    reason: str  # a DeadReason value; a str so that readers of v1 accept codes added later
+    error: str
+    camera_id: str | None = None
+    frame_id: int | None = None
+    payload: bytes  # the raw entry bytes, cut at the configured bound
+
+
+WIRE_MESSAGES: tuple[type[WireMessage], ...] = (Frame, PersonEvent, FrameResult, DeadLetter)

@@ -1,0 +1,45 @@
+"""structlog set up once for every posestream process.
+
+JSON lines when stderr is not a terminal (containers, Ray workers, CI), a readable
+console renderer on a terminal. ``camera_id``/``frame_id`` are bound by callers through
+``structlog.contextvars.bound_contextvars`` so every line about a frame carries them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+_configured = False
+
+
+def configure_logging(level: str | None = None, json: bool | None = None) -> None:
+    """Configure structlog and the stdlib root logger; later calls are no-ops."""
+    global _configured
+    if _configured:
+        return
+    level_name = (level or os.environ.get("POSESTREAM_LOG_LEVEL", "INFO")).upper()
+    numeric = logging.getLevelName(level_name)
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    if json is None:
+        json = not sys.stderr.isatty()
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    _configured = True
