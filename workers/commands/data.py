@@ -35,10 +35,18 @@ def synth(
     image_format: str = typer.Option("jpg", "--format", help="jpg or png."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes; output does not depend on it."),
     pose_prior: str | None = typer.Option(
-        None, "--pose-prior", help="'coco-sp': sample poses from real COCO val poses (pocketpose wheel)."
+        None,
+        "--pose-prior",
+        help=(
+            "'coco-sp': arms and torso tilt lifted from 897 real COCO val2017 poses (the pocketpose "
+            "wheel, fetched once with pip into $POSESTREAM_CACHE_DIR or ~/.cache/posestream; CC BY-NC "
+            "4.0, never committed), re-posed per activity: legs, gait and seat follow the activity, "
+            "walkers and runners keep their arm swing. Default: the built-in poses."
+        ),
     ),
 ) -> None:
     """Render a COCO person-keypoints dataset of synthetic people with activity labels."""
+    from model.data.coco_sp import CocoSpUnavailableError
     from model.data.synth import generate_dataset
 
     try:
@@ -55,6 +63,9 @@ def synth(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    except CocoSpUnavailableError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     typer.echo(
         f"wrote {summary['images']['train']} train / {summary['images']['val']} val images "
         f"({summary['annotations']['train'] + summary['annotations']['val']} people) to {out} "
