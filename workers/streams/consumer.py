@@ -1,0 +1,239 @@
+"""StreamConsumer: holds shard leases and runs one ShardConsumer per held shard.
+
+Every ``renew_interval_ms`` it renews the leases it holds (a refused renewal stops that shard's work at
+once), takes free or lapsed shards up to ``max_shards`` (consumers beyond the shard count stand by and
+take lapsed ones) and measures the backlog of every shard for metrics and autoscaling.
+
+Stopping: ``stop()`` is graceful (no more reads, frames in flight are finished and published, leases
+released). Cancelling ``run()``'s task is a crash: the shard tasks are cancelled and nothing is written,
+so the leases lapse and the next owner finishes the frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
+
+from schemas.settings import Settings
+from workers.pipeline import FramePipeline
+from workers.streams.lease import ShardLease
+from workers.streams.shard import ShardConsumer
+from workers.streams.stats import ConsumerStats
+
+log = structlog.get_logger()
+
+
+def connect(url: str, settings: Settings | None = None, *, retries: int = 10) -> aioredis.Redis:
+    """An asyncio Redis client that rides out restarts: redis-py's Retry with exponential backoff
+    (about 6 s in all before an error reaches the consumer, which then starts over)."""
+    block_s = (settings.read_block_ms if settings else 500) / 1000
+    return aioredis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), retries),
+        retry_on_error=[ConnectionError, TimeoutError],
+        socket_connect_timeout=2.0,
+        socket_timeout=block_s + 5.0,  # above XREADGROUP's BLOCK
+        health_check_interval=10,
+    )
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class StreamConsumer:
+    """Consumes frames from the shards it can lease and publishes events, results and dead letters.
+
+    Args:
+        client: an asyncio Redis client (see ``connect``); not closed by the consumer.
+        pipeline: a ``FramePipeline`` (``LocalPipeline`` or the Serve handle pipeline).
+        settings: stream names, limits, bounds, lease timing, in-flight window, stale policy.
+        name: consumer name in the group (default host-pid-random); fencing never relies on it.
+        shards: which shards this consumer may take (default: all of ``settings.shards``).
+        max_shards: at most this many shards held at once (default: no limit).
+        call_batch: frames per pipeline call (default ``settings.read_batch``).
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        pipeline: FramePipeline,
+        settings: Settings | None = None,
+        *,
+        name: str | None = None,
+        shards: Sequence[int] | None = None,
+        max_shards: int | None = None,
+        call_batch: int | None = None,
+    ):
+        self.client = client
+        self.pipeline = pipeline
+        self.settings = settings or Settings()
+        self.name = name or default_consumer_name()
+        self.shards = list(shards) if shards is not None else list(range(self.settings.shards))
+        for shard in self.shards:
+            self.settings.shard_keys(shard)  # validates the range
+        self.max_shards = max_shards if max_shards is not None else len(self.shards)
+        self.call_batch = call_batch
+        self._instance = uuid.uuid4().hex[:12]  # part of every fencing token this consumer mints
+        self._stats = ConsumerStats()
+        self._leases: dict[int, ShardLease] = {}
+        self._workers: dict[int, ShardConsumer] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._backlog: dict[int, int] = {}
+        self._stop = asyncio.Event()
+        self._started_at: float | None = None
+        self.log = log.bind(consumer=self.name)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def held_shards(self) -> list[int]:
+        return sorted(k for k, task in self._tasks.items() if not task.done())
+
+    def stop(self) -> None:
+        """Ask ``run()`` to finish gracefully; it returns once in-flight frames are published."""
+        self._stop.set()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since start plus current state (held shards, frames in flight, last backlog)."""
+        data = self._stats.as_dict()
+        data.update(
+            consumer=self.name,
+            shards_held=self.held_shards,
+            in_flight=sum(w.in_flight for w in self._workers.values()),
+            backlog=dict(self._backlog),
+            backlog_total=sum(self._backlog.values()),
+            uptime_s=time.monotonic() - self._started_at if self._started_at else 0.0,
+        )
+        return data
+
+    async def backlog(self) -> dict[int, int]:
+        """Frames waiting per shard: XLEN of its frames stream (acknowledged entries are deleted, so
+        this counts undelivered plus pending entries)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for shard in self.shards:
+                pipe.xlen(self.settings.shard_keys(shard).frames)
+            lengths = await pipe.execute()
+        self._backlog = {shard: int(n) for shard, n in zip(self.shards, lengths, strict=True)}
+        return dict(self._backlog)
+
+    async def run(self) -> None:
+        """Lease, consume and publish until ``stop()``; cancelling this task is a crash (see module)."""
+        self._started_at = time.monotonic()
+        self.log.info("consumer_started", shards=self.shards, max_shards=self.max_shards)
+        interval = self.settings.renew_interval_ms / 1000
+        try:
+            while not self._stop.is_set():
+                await self._tick()
+                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=interval)
+        except asyncio.CancelledError:
+            for task in self._tasks.values():
+                task.cancel()
+            raise
+        await self._shutdown(interval)
+
+    # ------------------------------------------------------------------ internals
+    async def _tick(self) -> None:
+        try:
+            await self._renew()
+            await self._reap()
+            await self._acquire()
+            await self.backlog()
+        except (ConnectionError, TimeoutError) as exc:
+            self._stats.redis_errors += 1
+            self.log.warning("redis_unavailable", error=repr(exc))
+            self._drop_lapsed()
+
+    async def _renew(self) -> None:
+        for shard, lease in list(self._leases.items()):
+            task = self._tasks.get(shard)
+            if task is None or task.done():
+                continue
+            try:
+                renewed = await lease.renew()
+            except (ConnectionError, TimeoutError):
+                renewed = lease.held  # cannot tell: keep working until the local deadline passes
+                if not renewed:
+                    lease.lose("no renewal within the ttl")
+            if not renewed:
+                self._stats.leases_lost += 1
+                task.cancel()  # stop working the shard at once; the fence covers the rest
+
+    def _drop_lapsed(self) -> None:
+        for shard, lease in self._leases.items():
+            task = self._tasks.get(shard)
+            if task is not None and not task.done() and not lease.held:
+                lease.lose("no renewal within the ttl")
+                self._stats.leases_lost += 1
+                task.cancel()
+
+    async def _reap(self) -> None:
+        """Forget finished shard tasks; a crashed one is logged and its lease released (retaken later)."""
+        for shard, task in list(self._tasks.items()):
+            if not task.done():
+                continue
+            del self._tasks[shard]
+            self._workers.pop(shard, None)
+            if not task.cancelled() and task.exception() is not None:
+                self.log.error("shard_worker_failed", shard=shard, exc_info=task.exception())
+                await self._leases[shard].release()
+
+    async def _acquire(self) -> None:
+        if len(self._tasks) >= self.max_shards:
+            return
+        # Start at a consumer-specific shard so that consumers spread over the shards.
+        start = int(self._instance, 16) % len(self.shards) if self.shards else 0
+        for shard in self.shards[start:] + self.shards[:start]:
+            if len(self._tasks) >= self.max_shards:
+                return
+            if shard in self._tasks:
+                continue
+            lease = self._leases.get(shard)
+            if lease is None:
+                keys = self.settings.shard_keys(shard)
+                lease = ShardLease(self.client, keys, self.settings.lease_ttl_ms, self._instance)
+                self._leases[shard] = lease
+            if await lease.acquire():
+                self._stats.leases_acquired += 1
+                worker = ShardConsumer(
+                    self.client,
+                    shard,
+                    lease,
+                    self.pipeline,
+                    self.settings,
+                    self.name,
+                    self._stats,
+                    call_batch=self.call_batch,
+                )
+                self._workers[shard] = worker
+                self._tasks[shard] = asyncio.create_task(worker.run(), name=f"shard-{shard}-{self.name}")
+
+    async def _shutdown(self, interval: float) -> None:
+        """Drain: workers stop reading and publish what is in flight while leases keep being renewed."""
+        for worker in self._workers.values():
+            worker.stop()
+        while True:
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await self._renew()
+            running = [t for t in self._tasks.values() if not t.done()]
+            if not running:
+                break
+            await asyncio.wait(running, timeout=interval)
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            await self._reap()
+        for lease in self._leases.values():
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await lease.release()
+        self.log.info("consumer_stopped", **{k: v for k, v in self.stats().items() if isinstance(v, int)})

@@ -1,0 +1,137 @@
+"""ShardReader: the consumer group of one shard's frames stream.
+
+On taking a shard the new owner first claims every pending entry (its predecessor is fenced off, so
+the minimum idle time is 0), then reads new entries (``>``) in batches. Delivery counts come from
+XPENDING's extended form; they grow on every read and claim, across owners, which is what the poison
+bound needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import ResponseError
+
+from schemas.streams import StreamKeys
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Entry:
+    """One frames-stream entry as delivered to this consumer."""
+
+    entry_id: str
+    fields: dict[bytes, bytes]
+    deliveries: int = 1  # times_delivered from XPENDING; 1 for a first read with ">"
+
+    @property
+    def xadd_ms(self) -> int:
+        """The entry's XADD time on the Redis clock (the id's millisecond part)."""
+        return int(self.entry_id.split("-", 1)[0])
+
+
+def _id(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class ShardReader:
+    def __init__(self, client: aioredis.Redis, keys: StreamKeys, group: str, consumer: str):
+        self.client = client
+        self.keys = keys
+        self.group = group
+        self.consumer = consumer
+
+    async def ensure_group(self) -> None:
+        """Create the group (and the stream) if missing; from id 0 so earlier frames are not skipped."""
+        try:
+            await self.client.xgroup_create(self.keys.frames, self.group, id="0", mkstream=True)
+            log.info("group_created", stream=self.keys.frames, group=self.group)
+        except ResponseError as exc:
+            if not str(exc).startswith("BUSYGROUP"):
+                raise
+
+    async def claim_pending(self, page: int = 100) -> list[Entry]:
+        """Claim every pending entry of the group for this consumer, oldest first, with delivery counts.
+
+        Entries deleted while pending come back as nil on Redis 6.2 (7.0 drops them from the PEL and
+        lists their ids): they are XACKed here so they do not stay pending forever.
+        """
+        entries: list[Entry] = []
+        saw_deleted = False
+        cursor = "0-0"
+        while True:
+            cursor_raw, claimed, *_deleted = await self.client.xautoclaim(
+                self.keys.frames, self.group, self.consumer, min_idle_time=0, start_id=cursor, count=page
+            )
+            for entry_id, fields in claimed:
+                if entry_id is None:
+                    saw_deleted = True
+                else:
+                    entries.append(Entry(_id(entry_id), fields))
+            cursor = _id(cursor_raw)
+            if cursor == "0-0":
+                break
+        if saw_deleted:
+            await self._ack_deleted({e.entry_id for e in entries})
+        await self.fill_deliveries(entries)
+        if entries:
+            log.info("pending_claimed", stream=self.keys.frames, count=len(entries))
+        return entries
+
+    async def _ack_deleted(self, claimed: set[str]) -> None:
+        """XACK this consumer's pending ids that XAUTOCLAIM returned as nil (deleted entries, 6.2)."""
+        rows = await self.client.xpending_range(
+            self.keys.frames, self.group, "-", "+", count=len(claimed) + 10_000, consumername=self.consumer
+        )
+        ghosts = [_id(row["message_id"]) for row in rows if _id(row["message_id"]) not in claimed]
+        if ghosts:
+            await self.client.xack(self.keys.frames, self.group, *ghosts)
+            log.warning("deleted_pending_acked", stream=self.keys.frames, count=len(ghosts))
+
+    async def fill_deliveries(self, entries: list[Entry]) -> None:
+        """Set each entry's delivery count from XPENDING (one round trip for the batch)."""
+        if not entries:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                pipe.xpending_range(self.keys.frames, self.group, entry.entry_id, entry.entry_id, 1)
+            replies = await pipe.execute()
+        for entry, rows in zip(entries, replies, strict=True):
+            if rows:
+                entry.deliveries = int(rows[0]["times_delivered"])
+
+    async def reclaim(self, entry: Entry) -> Entry | None:
+        """Deliver an entry again to this consumer (a retry after a failure): the count grows by one.
+        None when the entry is gone."""
+        claimed = await self.client.xclaim(self.keys.frames, self.group, self.consumer, 0, [entry.entry_id])
+        if not claimed or claimed[0][0] is None:
+            await self.client.xack(self.keys.frames, self.group, entry.entry_id)
+            return None
+        again = Entry(entry.entry_id, claimed[0][1])
+        await self.fill_deliveries([again])
+        return again
+
+    async def read_new(self, count: int, block_ms: int) -> list[Entry]:
+        """Up to ``count`` never-delivered entries, waiting up to ``block_ms`` for the first."""
+        reply = await self.client.xreadgroup(
+            self.group, self.consumer, {self.keys.frames: ">"}, count=count, block=block_ms
+        )
+        entries: list[Entry] = []
+        for _stream, items in reply or []:
+            for entry_id, fields in items:
+                if entry_id is not None:
+                    entries.append(Entry(_id(entry_id), fields or {}))
+        return entries
+
+    async def pending_count(self) -> int:
+        """Entries delivered to some consumer of the group and not yet acknowledged."""
+        summary = await self.client.xpending(self.keys.frames, self.group)
+        return int(summary["pending"])
+
+    async def length(self) -> int:
+        """XLEN of the frames stream: acknowledged entries are deleted, so this is the backlog
+        (undelivered plus pending)."""
+        return int(await self.client.xlen(self.keys.frames))

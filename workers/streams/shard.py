@@ -1,0 +1,374 @@
+"""ShardConsumer: works one shard while its lease is held — read, validate, run, publish in order.
+
+Flow per batch: claimed/read entries → poison check (delivery count) → parse (size, msgpack, schema,
+header dimensions) → stale policy → image decode (in a thread) → the pipeline, up to ``in_flight``
+frames at once → outcomes published per camera in frame order through the fenced writer. Any Redis
+failure that outlasts redis-py's retries drops the window (those frames stay pending) and the shard
+is taken up again from its pending entries, while the lease is still ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+
+from model.predictions import PersonPrediction
+from schemas.settings import Settings
+from schemas.streams import StreamKeys
+from schemas.wire import STREAM_FIELD, DeadReason
+from workers.events import dead_letter, frame_result, person_events
+from workers.pipeline import FramePipeline
+from workers.streams.decode import FrameRejected, ParsedFrame, decode_image, parse_entry
+from workers.streams.lease import ShardLease
+from workers.streams.ordering import InFlightWindow, Slot
+from workers.streams.reader import Entry, ShardReader
+from workers.streams.stale import StaleCandidate, StalePolicy, StaleRule
+from workers.streams.stats import ConsumerStats
+from workers.streams.writer import FencedWriter, Outputs, PublishStatus, Retention
+
+log = structlog.get_logger()
+
+REDIS_ERRORS = (ConnectionError, TimeoutError)
+
+
+class LeaseLost(Exception):
+    """This consumer no longer owns the shard: stop working it at once."""
+
+
+@dataclass
+class Ok:
+    persons: list[PersonPrediction]
+    model_version: str
+
+
+@dataclass
+class Stale:
+    rule: StaleRule
+
+
+@dataclass
+class Dead:
+    reason: str
+    error: str
+    payload: bytes
+    camera_id: str | None = None
+    frame_id: int | None = None
+
+
+class Gone:
+    """The entry vanished while pending (deleted by someone else): nothing to publish."""
+
+
+class ShardConsumer:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        shard: int,
+        lease: ShardLease,
+        pipeline: FramePipeline,
+        settings: Settings,
+        consumer_name: str,
+        stats: ConsumerStats,
+        *,
+        call_batch: int | None = None,
+    ):
+        self.shard = shard
+        self.keys: StreamKeys = settings.shard_keys(shard)
+        self.lease = lease
+        self.pipeline = pipeline
+        self.settings = settings
+        self.stats = stats
+        self.call_batch = call_batch or settings.read_batch
+        self.reader = ShardReader(client, self.keys, settings.group, consumer_name)
+        retention = Retention(settings.events_maxlen, settings.results_maxlen, settings.dead_maxlen)
+        self.writer = FencedWriter(client, self.keys, settings.group, retention)
+        self.stale = StalePolicy(settings.stale_max_age_s, settings.stale_backlog)
+        self.backoff = ExponentialBackoff(cap=2.0, base=0.05)
+        self.window: InFlightWindow | None = None
+        self._stopping = False
+        self.log = log.bind(shard=shard, consumer=consumer_name)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.window) if self.window is not None else 0
+
+    def stop(self) -> None:
+        """Graceful: read no more; frames in flight are finished and published."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stopping and self.lease.token is not None:
+            try:
+                await self._work()
+                return
+            except (LeaseLost, *REDIS_ERRORS, BaseExceptionGroup) as exc:
+                kind = _failure_kind(exc)
+                if kind == "lease":
+                    return
+                if kind is None:
+                    raise
+                failures += 1
+                self.stats.redis_errors += 1
+                delay = self.backoff.compute(failures)
+                self.log.warning("redis_unavailable", error=repr(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+            finally:
+                self.window = None
+
+    async def _work(self) -> None:
+        await self.reader.ensure_group()
+        await self.writer.load()
+        self.window = window = InFlightWindow(self.settings.in_flight, self._publish)
+        async with asyncio.TaskGroup() as tasks:
+            await self._take(await self.reader.claim_pending(), window, tasks)
+            while not self._stopping:
+                self._check_lease()
+                room = await window.wait_for_room()
+                try:
+                    entries = await self.reader.read_new(
+                        min(room, self.settings.read_batch), self.settings.read_block_ms
+                    )
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    await self.reader.ensure_group()  # the stream was deleted under us
+                    continue
+                if not entries and len(window) == 0 and await self.reader.pending_count() > 0:
+                    # Entries delivered but not in our window (e.g. read by a fenced-off predecessor
+                    # after we took over, or a read whose reply was lost): finish them too.
+                    entries = await self.reader.claim_pending()
+                await self._take(entries, window, tasks)
+
+    def _check_lease(self) -> None:
+        if self.lease.token is None:
+            raise LeaseLost(self.keys.owner)
+
+    async def _take(self, entries: list[Entry], window: InFlightWindow, tasks: asyncio.TaskGroup) -> None:
+        """Book a batch of entries into the window and start the pipeline on the good ones."""
+        if not entries:
+            return
+        self.stats.frames_consumed += len(entries)
+        self.stats.redeliveries += sum(1 for e in entries if e.deliveries > 1)
+        parsed: list[tuple[Slot, ParsedFrame]] = []
+        for entry in entries:
+            slot = Slot(entry.entry_id, extra={"entry": entry})
+            if entry.deliveries > self.settings.max_deliveries:
+                window.add(slot)
+                window.finish(slot, self._poison(entry))
+                continue
+            try:
+                frame = parse_entry(
+                    entry.entry_id,
+                    entry.fields,
+                    max_payload_bytes=self.settings.max_payload_bytes,
+                    max_pixels=self.settings.max_pixels,
+                )
+            except FrameRejected as exc:
+                window.add(slot)  # dead letters keep no camera order
+                window.finish(slot, self._dead(exc))
+                continue
+            slot.camera_id, slot.frame_id = frame.frame.camera_id, frame.frame.frame_id
+            slot.extra["parsed"] = frame
+            window.add(slot)
+            parsed.append((slot, frame))
+        stale = await self._classify_stale(parsed)
+        fresh: list[Slot] = []
+        for slot, frame in parsed:
+            if frame.entry_id in stale:
+                window.finish(slot, Stale(stale[frame.entry_id]))
+            else:
+                fresh.append(slot)
+        for start in range(0, len(fresh), self.call_batch):
+            coro = self._infer(fresh[start : start + self.call_batch], window)
+            try:
+                tasks.create_task(coro)
+            except RuntimeError:  # the group is shutting down (a sibling failed): we are being cancelled
+                coro.close()
+                return
+        await window.flush()
+
+    async def _classify_stale(self, parsed: list[tuple[Slot, ParsedFrame]]) -> dict[str, StaleRule]:
+        if not parsed or not (self.stale.needs_clock or self.stale.needs_backlog):
+            return {}
+        now_ms = await self.writer.redis_time_ms() if self.stale.needs_clock else None
+        backlog = await self.reader.length() if self.stale.needs_backlog else None
+        candidates = [
+            StaleCandidate(f.entry_id, f.frame.camera_id, f.frame.frame_id, slot.extra["entry"].xadd_ms)
+            for slot, f in parsed
+        ]
+        return self.stale.classify(candidates, now_ms=now_ms, backlog=backlog)
+
+    async def _infer(self, slots: list[Slot], window: InFlightWindow) -> None:
+        """Decode and run a group of frames; a failing group is retried frame by frame."""
+        runnable: list[tuple[Slot, Any]] = []
+        for slot in slots:
+            try:
+                decoded = await asyncio.to_thread(decode_image, slot.extra["parsed"], _payload(slot))
+            except FrameRejected as exc:
+                window.finish(slot, self._dead(exc))
+                continue
+            runnable.append((slot, decoded))
+        if runnable:
+            version = self.pipeline.model_version  # one model version per frame
+            try:
+                results = await self.pipeline([decoded.image for _, decoded in runnable])
+                if len(results) != len(runnable):
+                    raise ValueError(f"pipeline returned {len(results)} results for {len(runnable)} images")
+            except Exception as exc:
+                self.stats.pipeline_errors += 1
+                self.log.warning("pipeline_failed", frames=len(runnable), error=repr(exc))
+                if len(runnable) > 1:
+                    await asyncio.gather(*(self._infer([slot], window) for slot, _ in runnable))
+                else:
+                    await self._retry(runnable[0][0], window)
+                return
+            for (slot, decoded), persons in zip(runnable, results, strict=True):
+                slot.extra["size"] = (decoded.width, decoded.height)
+                window.finish(slot, Ok(list(persons), version))
+        await window.flush()
+
+    async def _retry(self, slot: Slot, window: InFlightWindow) -> None:
+        """Deliver a failed frame again (its delivery count grows); past the bound it is poison."""
+        self._check_lease()
+        again = await self.reader.reclaim(slot.extra["entry"])
+        self.stats.redeliveries += 1
+        if again is None:
+            window.finish(slot, Gone())
+        elif again.deliveries > self.settings.max_deliveries:
+            window.finish(slot, self._poison(again))
+        else:
+            slot.extra["entry"] = again
+            await asyncio.sleep(self.backoff.compute(again.deliveries))
+            await self._infer([slot], window)
+            return
+        await window.flush()
+
+    def _poison(self, entry: Entry) -> Dead:
+        return Dead(
+            DeadReason.POISON.value,
+            f"delivered {entry.deliveries} times, over max_deliveries={self.settings.max_deliveries}",
+            entry.fields.get(STREAM_FIELD.encode(), b""),
+        )
+
+    @staticmethod
+    def _dead(exc: FrameRejected) -> Dead:
+        return Dead(exc.reason.value, exc.error, exc.payload, exc.camera_id, exc.frame_id)
+
+    async def _publish(self, slots: list[Slot]) -> None:
+        """Encode the finished slots' outputs (latency from Redis' TIME) and publish them fenced."""
+        self._check_lease()
+        now_ms = await self.writer.redis_time_ms()
+        outputs: list[Outputs] = []
+        published: list[Slot] = []
+        for slot in slots:
+            out = self._outputs(slot, now_ms)
+            if out is not None:
+                outputs.append(out)
+                published.append(slot)
+        statuses = await self.writer.publish(self.lease.token, outputs)
+        for slot, out, status in zip(published, outputs, statuses, strict=True):
+            if status == PublishStatus.FENCED:
+                self.stats.fenced += 1
+                self.lease.lose("fenced at publish")
+                raise LeaseLost(self.keys.owner)
+            if status == PublishStatus.ALREADY_DONE:
+                # With our token still valid this is our own call retried after a lost reply (redis-py's
+                # Retry), or an entry deleted by someone else: booked as this frame's outcome, noted apart.
+                self.stats.already_done += 1
+                self.log.warning("frame_already_done", entry_id=slot.entry_id, camera_id=slot.camera_id)
+            self._count(slot, out)
+
+    def _outputs(self, slot: Slot, now_ms: float) -> Outputs | None:
+        outcome, entry = slot.outcome, slot.extra["entry"]
+        latency_ms = now_ms - entry.xadd_ms
+        if isinstance(outcome, Dead):
+            letter = dead_letter(
+                source_id=entry.entry_id,
+                reason=outcome.reason,
+                error=outcome.error,
+                payload=outcome.payload,
+                payload_limit=self.settings.dead_payload_bytes,
+                camera_id=outcome.camera_id,
+                frame_id=outcome.frame_id,
+            )
+            return Outputs(entry.entry_id, dead=letter.to_bytes())
+        parsed: ParsedFrame = slot.extra["parsed"]
+        if isinstance(outcome, Stale):
+            result = frame_result(
+                parsed.frame,
+                status="stale",
+                event_ids=[],
+                width=parsed.width,
+                height=parsed.height,
+                latency_ms=latency_ms,
+            )
+            return Outputs(entry.entry_id, result=result.to_bytes())
+        if isinstance(outcome, Ok):
+            width, height = slot.extra["size"]
+            events = person_events(
+                parsed.frame,
+                outcome.persons,
+                model_version=outcome.model_version,
+                width=width,
+                height=height,
+                latency_ms=latency_ms,
+            )
+            result = frame_result(
+                parsed.frame,
+                status="ok",
+                event_ids=[e.event_id for e in events],
+                width=width,
+                height=height,
+                latency_ms=latency_ms,
+            )
+            return Outputs(entry.entry_id, events=[e.to_bytes() for e in events], result=result.to_bytes())
+        return None  # Gone
+
+    def _count(self, slot: Slot, out: Outputs) -> None:
+        outcome = slot.outcome
+        if isinstance(outcome, Dead):
+            self.stats.frames_dead += 1
+            self.stats.dead_by_reason[outcome.reason] += 1
+            self.log.warning(
+                "frame_dead",
+                entry_id=slot.entry_id,
+                reason=outcome.reason,
+                error=outcome.error,
+                camera_id=outcome.camera_id,
+                frame_id=outcome.frame_id,
+            )
+        elif isinstance(outcome, Stale):
+            self.stats.frames_stale += 1
+            self.stats.stale_by_rule[outcome.rule.value] += 1
+            self.log.debug("frame_stale", camera_id=slot.camera_id, frame_id=slot.frame_id, rule=outcome.rule)
+        else:
+            self.stats.frames_ok += 1
+            self.stats.events_published += len(out.events)
+            self.log.debug(
+                "frame_done", camera_id=slot.camera_id, frame_id=slot.frame_id, persons=len(out.events)
+            )
+
+
+def _failure_kind(exc: BaseException) -> str | None:
+    """ "lease" when the lease is gone, "redis" when Redis could not be reached, None for anything else.
+    The TaskGroup wraps errors (its body's too) in exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        lost, rest = exc.split(LeaseLost)
+        if lost is not None:
+            return "lease"
+        _down, other = rest.split(REDIS_ERRORS)
+        return "redis" if other is None else None
+    if isinstance(exc, LeaseLost):
+        return "lease"
+    return "redis" if isinstance(exc, REDIS_ERRORS) else None
+
+
+def _payload(slot: Slot) -> bytes:
+    return slot.extra["entry"].fields.get(STREAM_FIELD.encode(), b"")

@@ -1,0 +1,60 @@
+"""StalePolicy: which frames are dropped unprocessed (a FrameResult with status "stale", counted).
+
+Two rules, per camera, each off when its bound is 0:
+- age: the frame waited in Redis longer than ``max_age_s``. Age is measured on the Redis clock (the
+  entry's XADD id time against TIME), so producer and worker clocks need not agree.
+- behind: the shard's backlog is over ``backlog`` and a newer frame of the same camera has already
+  been read; under overload a camera's latest frame matters more than its history.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class StaleRule(StrEnum):
+    AGE = "age"
+    BEHIND = "behind"
+
+
+@dataclass
+class StaleCandidate:
+    entry_id: str
+    camera_id: str
+    frame_id: int
+    xadd_ms: int
+
+
+@dataclass
+class StalePolicy:
+    max_age_s: float = 0.0
+    backlog: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    _newest: dict[str, int] = field(default_factory=dict)  # camera_id → newest frame_id read
+
+    @property
+    def needs_clock(self) -> bool:
+        return self.max_age_s > 0
+
+    @property
+    def needs_backlog(self) -> bool:
+        return self.backlog > 0
+
+    def classify(
+        self, frames: list[StaleCandidate], *, now_ms: float | None, backlog: int | None
+    ) -> dict[str, StaleRule]:
+        """The stale frames of one read batch: entry id → the rule that dropped it (others absent)."""
+        for f in frames:
+            if f.frame_id > self._newest.get(f.camera_id, -1):
+                self._newest[f.camera_id] = f.frame_id
+        overloaded = self.needs_backlog and backlog is not None and backlog > self.backlog
+        stale: dict[str, StaleRule] = {}
+        for f in frames:
+            if self.needs_clock and now_ms is not None and now_ms - f.xadd_ms > self.max_age_s * 1000:
+                stale[f.entry_id] = StaleRule.AGE
+            elif overloaded and f.frame_id < self._newest[f.camera_id]:
+                stale[f.entry_id] = StaleRule.BEHIND
+        self.counts.update(stale.values())
+        return stale

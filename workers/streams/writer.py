@@ -1,0 +1,149 @@
+"""FencedWriter: every write for a frame is one Lua script guarded by the shard's fencing token.
+
+The script checks that the owner key still holds this consumer's token, then XADDs the frame's
+outputs (events + result, a stale result, or a dead letter) with ``MAXLEN ~`` bounds, XACKs and XDELs
+the frame. A consumer stalled past its lease publishes nothing (DESIGN.md, "The fence").
+
+latency_ms: the messages arrive already msgpack-encoded (cmsgpack in Lua would change types), so
+the script cannot fill in the latency itself. Instead the publisher reads Redis' ``TIME`` in one cheap
+call just before publishing a group of finished frames, computes ``latency_ms`` from the frame's XADD
+id time against it, and encodes in Python: both ends come from the Redis clock, and the only time not
+counted is the one round trip between TIME and the script.
+
+The script is loaded once (SCRIPT LOAD) and called by EVALSHA; after NOSCRIPT (a Redis restart
+empties the script cache) it is loaded again and the call repeated. The script is also idempotent: if
+the frame entry is already gone (a retried call whose first attempt ran but whose reply was lost), it
+only XACKs and publishes nothing again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from schemas.streams import StreamKeys
+
+# KEYS: owner, frames, events, results, dead
+# ARGV: token, group, entry id, events maxlen, results maxlen, dead maxlen, #events, events..., result, dead
+FENCED_PUBLISH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then
+  redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+  return 2
+end
+local n = tonumber(ARGV[7])
+for i = 1, n do
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'msg', ARGV[7 + i])
+end
+local result = ARGV[8 + n]
+if result ~= '' then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'msg', result)
+end
+local dead = ARGV[9 + n]
+if dead ~= '' then
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'msg', dead)
+end
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+redis.call('XDEL', KEYS[2], ARGV[3])
+return 1
+"""
+
+
+class PublishStatus(IntEnum):
+    FENCED = 0  # the shard has another owner now: nothing written
+    PUBLISHED = 1
+    ALREADY_DONE = 2  # the frame entry was already finished: nothing written again
+
+
+@dataclass
+class Outputs:
+    """The encoded outputs of one frame: events + result, a stale result, or a dead letter."""
+
+    entry_id: str
+    events: list[bytes] = field(default_factory=list)
+    result: bytes | None = None
+    dead: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Retention:
+    """MAXLEN ~ bounds of the output streams."""
+
+    events: int = 100_000
+    results: int = 100_000
+    dead: int = 10_000
+
+
+class FencedWriter:
+    def __init__(self, client: aioredis.Redis, keys: StreamKeys, group: str, retention: Retention):
+        self.client = client
+        self.keys = keys
+        self.group = group
+        self.retention = retention
+        self._sha: str | None = None
+
+    async def load(self) -> str:
+        self._sha = await self.client.script_load(FENCED_PUBLISH)
+        return self._sha
+
+    async def redis_time_ms(self) -> float:
+        """Redis' clock in milliseconds (TIME), read just before publishing."""
+        seconds, micros = await self.client.time()
+        return seconds * 1000.0 + micros / 1000.0
+
+    def _args(self, token: str, out: Outputs) -> list[bytes | str | int]:
+        r = self.retention
+        return [
+            token,
+            self.group,
+            out.entry_id,
+            r.events,
+            r.results,
+            r.dead,
+            len(out.events),
+            *out.events,
+            out.result or b"",
+            out.dead or b"",
+        ]
+
+    @property
+    def _keys(self) -> list[str]:
+        k = self.keys
+        return [k.owner, k.frames, k.events, k.results, k.dead]
+
+    async def publish(self, token: str, outputs: list[Outputs]) -> list[PublishStatus]:
+        """Publish several frames' outputs in order, in one round trip; one status per frame."""
+        if not outputs:
+            return []
+        if self._sha is None:
+            await self.load()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for out in outputs:
+                pipe.evalsha(self._sha, len(self._keys), *self._keys, *self._args(token, out))
+            replies = await pipe.execute(raise_on_error=False)
+        statuses: list[PublishStatus] = []
+        for index, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                # The cache was emptied (restart): everything from here failed the same way; redo in order.
+                await self.load()
+                for out in outputs[index:]:
+                    statuses.append(await self._publish_one(token, out))
+                return statuses
+            if isinstance(reply, Exception):
+                raise reply
+            statuses.append(PublishStatus(int(reply)))
+        return statuses
+
+    async def _publish_one(self, token: str, out: Outputs) -> PublishStatus:
+        args = [*self._keys, *self._args(token, out)]
+        try:
+            reply = await self.client.evalsha(self._sha, len(self._keys), *args)
+        except NoScriptError:
+            await self.load()
+            reply = await self.client.evalsha(self._sha, len(self._keys), *args)
+        return PublishStatus(int(reply))
