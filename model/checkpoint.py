@@ -1,0 +1,185 @@
+"""One checkpoint file for the whole network, written part by part.
+
+Layout (a plain dict, loadable with ``torch.load(..., weights_only=True)``)::
+
+    format: "posestream-multiposenet", format_version: 1,
+    version: str, config: ModelConfig as JSON-able dict, activities: [...], keypoint_names: [...],
+    trained_parts: [...], dtype: "float32" | "float16", extra: {...},
+    parts: {"keypoint": state, "detection": state, "prn": state, "activity": state}
+
+The four parts are trained separately (as in the seed); a trainer writes its own with
+``update_checkpoint_part`` and the others stay as they were.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+
+from model.config import ModelConfig
+from model.multiposenet import PARTS, MultiPoseNet
+from model.predictions import COCO_KEYPOINT_NAMES
+
+FORMAT = "posestream-multiposenet"
+FORMAT_VERSION = 1
+# <repo>/checkpoints/demo.pt, next to the installed ``model`` package.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "demo.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, or does not match the network it describes."""
+
+
+def _state_for_disk(state: Mapping[str, torch.Tensor], half: bool) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        value = value.detach().cpu()
+        out[key] = value.half() if half and value.is_floating_point() else value.clone()
+    return out
+
+
+def _atomic_save(payload: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: MultiPoseNet,
+    version: str = "dev",
+    extra: Mapping[str, Any] | None = None,
+    half: bool = False,
+    trained_parts: Iterable[str] | None = None,
+) -> Path:
+    """Write the whole model. ``trained_parts`` defaults to ``model.trained_parts``; ``half`` stores
+    floating-point tensors as float16 (they are cast back to float32 on load)."""
+    path = Path(path)
+    parts = set(model.trained_parts if trained_parts is None else trained_parts)
+    unknown = parts - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; parts are {sorted(PARTS)}")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "version": str(version),
+        "config": model.config.model_dump(mode="json"),
+        "activities": list(model.activities),
+        "keypoint_names": list(COCO_KEYPOINT_NAMES),
+        "trained_parts": sorted(parts),
+        "dtype": "float16" if half else "float32",
+        "extra": dict(extra or {}),
+        "parts": {part: _state_for_disk(model.part_state_dict(part), half) for part in PARTS},
+    }
+    _atomic_save(payload, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw, validated payload (tensors on CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a posestream checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: unsupported checkpoint format version {payload.get('format_version')!r}"
+        )
+    missing = [
+        key for key in ("version", "config", "parts", "activities", "trained_parts") if key not in payload
+    ]
+    if missing or not isinstance(payload["parts"], dict):
+        raise CheckpointError(f"{path}: checkpoint lacks {missing or ['parts']}")
+    if list(payload.get("keypoint_names", COCO_KEYPOINT_NAMES)) != list(COCO_KEYPOINT_NAMES):
+        raise CheckpointError(f"{path}: keypoints are not the 17 COCO joints in COCO order")
+    return payload
+
+
+def _config_of(payload: dict[str, Any], path: Path) -> ModelConfig:
+    try:
+        config = ModelConfig.model_validate(payload["config"])
+    except ValidationError as exc:
+        raise CheckpointError(f"{path}: invalid model config: {exc}") from exc
+    if list(config.activities) != list(payload["activities"]):
+        raise CheckpointError(f"{path}: activity classes {payload['activities']} do not match the config")
+    return config
+
+
+def load_checkpoint(
+    path: str | Path, map_location: torch.device | str | None = None
+) -> tuple[MultiPoseNet, dict[str, Any]]:
+    """Build the network the checkpoint describes and load all four parts strictly.
+
+    Returns the model (eval mode, float32, on ``map_location`` or CPU) and the metadata (everything but
+    the weights)."""
+    path = Path(path)
+    payload = read_checkpoint(path)
+    config = _config_of(payload, path)
+    model = MultiPoseNet(config)
+    for part in PARTS:
+        if part not in payload["parts"]:
+            raise CheckpointError(f"{path}: part {part!r} missing")
+        try:
+            model.load_part_state_dict(part, payload["parts"][part])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: part {part!r} does not match its config: {exc}") from exc
+    model.trained_parts = set(payload["trained_parts"]) & set(PARTS)
+    model.eval()
+    if map_location is not None:
+        model.to(map_location)
+    meta = {key: value for key, value in payload.items() if key != "parts"}
+    return model, meta
+
+
+def update_checkpoint_part(
+    path: str | Path,
+    part: str,
+    source: MultiPoseNet | Mapping[str, torch.Tensor],
+    trained: bool = True,
+    version: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Replace one part of a checkpoint (creating the file from ``source`` when it is a model and the file
+    does not exist yet). The part is checked against the checkpoint's config before writing."""
+    path = Path(path)
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; parts are {sorted(PARTS)}")
+    if not path.exists():
+        if not isinstance(source, MultiPoseNet):
+            raise CheckpointError(f"{path} does not exist; pass the whole model to create it")
+        parts = set(source.trained_parts) | ({part} if trained else set())
+        return save_checkpoint(path, source, version=version or "dev", extra=extra, trained_parts=parts)
+    payload = read_checkpoint(path)
+    config = _config_of(payload, path)
+    state = source.part_state_dict(part) if isinstance(source, MultiPoseNet) else dict(source)
+    try:  # a model of the file's config must accept it
+        MultiPoseNet(config).load_part_state_dict(part, state)
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"part {part!r} does not match the config in {path}: {exc}") from exc
+    payload["parts"][part] = _state_for_disk(state, payload.get("dtype") == "float16")
+    parts = set(payload["trained_parts"])
+    parts = parts | {part} if trained else parts - {part}
+    payload["trained_parts"] = sorted(parts)
+    if version is not None:
+        payload["version"] = str(version)
+    if extra:
+        payload["extra"] = {**payload.get("extra", {}), **dict(extra)}
+    _atomic_save(payload, path)
+    return path
