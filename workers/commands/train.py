@@ -1,0 +1,119 @@
+"""``posestream train keypoints|detection|prn|activity``: the seed's four trainers.
+
+Run them in that order; each reads the checkpoint (when it exists) and writes its own part back into it.
+The same commands train on real COCO (``--coco-root``) and on the synthetic set (``--data``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+TRAINER_HELP = {
+    "keypoints": "Backbone + keypoint subnet: Adam 4e-5, masked L2 + intermediate supervision, step lr.",
+    "detection": "RetinaNet person head on the frozen backbone: SGD 0.01, momentum 0.9, wd 1e-4, focal loss.",
+    "prn": "Pose Residual Network on ground-truth keypoints: Adam 1e-3, binary cross-entropy.",
+    "activity": "Activity MLP on normalised keypoints: Adam 1e-3, ReduceLROnPlateau(0.1), cross-entropy.",
+}
+
+
+def _make_command(name: str):  # returns the Typer command function
+    def command(
+        data: Path | None = typer.Option(
+            None, "--data", help="COCO-format folder (e.g. `posestream data synth --out`)."
+        ),
+        coco_root: Path | None = typer.Option(
+            None,
+            "--coco-root",
+            help="COCO 2017: annotations/person_keypoints_{train,val}2017.json + {train,val}2017/.",
+        ),
+        poses: Path | None = typer.Option(
+            None,
+            "--poses",
+            help="activity only: poses JSON from `posestream data poses` (labelled image folder).",
+        ),
+        checkpoint: Path = typer.Option(
+            Path("checkpoints/model.pt"), "--checkpoint", help="Read if present, and written."
+        ),
+        preset: str = typer.Option(
+            "default",
+            "--preset",
+            help="demo|default: model sizes for a new checkpoint and training defaults.",
+        ),
+        epochs: int | None = typer.Option(None, "--epochs", min=1, help="Default: the preset's."),
+        batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Default: the preset's."),
+        lr: float | None = typer.Option(
+            None, "--lr", min=0.0, help="Initial learning rate. Default: the seed's."
+        ),
+        input_size: int | None = typer.Option(
+            None,
+            "--input-size",
+            min=32,
+            help="Square crop side (multiple of 32). Default: the model's (480).",
+        ),
+        workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes."),
+        resume: bool = typer.Option(
+            False, "--resume", help="Continue from OUT/<trainer>.resume.pt (epoch + optimizer)."
+        ),
+        out: Path = typer.Option(
+            Path("runs"), "--out", help="Folder for loss curves (PNG), history JSON and resume state."
+        ),
+        seed: int = typer.Option(0, "--seed"),
+        device: str | None = typer.Option(
+            None, "--device", help="cpu, cuda, cuda:1 … Default: CUDA when present."
+        ),
+        max_steps: int | None = typer.Option(
+            None, "--max-steps", min=1, help="Cap on batches per epoch (smoke runs)."
+        ),
+    ) -> None:
+        from model.train.config import train_config
+        from model.train.trainers import TRAINERS
+
+        if preset not in ("demo", "default"):
+            raise typer.BadParameter("--preset must be demo or default")
+        if data is not None and coco_root is not None:
+            raise typer.BadParameter("give --data or --coco-root, not both")
+        if data is None and coco_root is None and not (name == "activity" and poses is not None):
+            raise typer.BadParameter(
+                "give --data DIR or --coco-root DIR" + (" (or --poses FILE)" if name == "activity" else "")
+            )
+        config = train_config(
+            preset,
+            data=data,
+            coco_root=coco_root,
+            poses=poses,
+            checkpoint=checkpoint,
+            out=out,
+            input_size=input_size,
+            workers=workers,
+            seed=seed,
+            device=device,
+            resume=resume,
+            max_steps_per_epoch=max_steps,
+        ).with_overrides(name, epochs, batch_size, lr)
+        try:
+            state = TRAINERS[name](config)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        last = state.history[-1] if state.history else {}
+        loss = last.get("loss", float("nan"))
+        typer.echo(
+            f"{name}: {state.epoch} epochs, {state.step} steps, last loss {loss:.5g}; "
+            f"checkpoint {checkpoint}, curves {out / f'{name}_loss.png'}"
+        )
+
+    command.__doc__ = TRAINER_HELP[name]
+    return command
+
+
+def register(app: typer.Typer) -> None:
+    train_app = typer.Typer(
+        name="train",
+        help="Train the network's four parts (keypoints → detection → prn → activity) into one checkpoint.",
+        no_args_is_help=True,
+    )
+    for name in TRAINER_HELP:
+        train_app.command(name)(_make_command(name))
+    app.add_typer(train_app, name="train")
