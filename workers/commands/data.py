@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -97,11 +98,25 @@ def show(
     split: str = typer.Option("val", "--split", help="train, val (or sequence for a sequence directory)."),
     count: int = typer.Option(16, "--count", min=1, help="Number of images on the sheet."),
     tile: int = typer.Option(320, "--tile", min=64, help="Tile size in pixels."),
+    targets: bool = typer.Option(
+        False,
+        "--targets",
+        help="Show a training batch instead: augmented crops with heatmaps, mask W, boxes.",
+    ),
+    input_size: int = typer.Option(480, "--input-size", min=32, help="Training crop size (with --targets)."),
+    seed: int = typer.Option(0, "--seed", help="Augmentation seed (with --targets)."),
 ) -> None:
     """Write a contact sheet PNG: images with keypoints, skeletons, boxes and activity labels."""
     import cv2
 
     from model.data.show import make_contact_sheet
+
+    if targets:
+        from model.train.show_targets import target_sheet_from_folder
+
+        path = target_sheet_from_folder(data, out, count=count, split=split, input_size=input_size, seed=seed)
+        typer.echo(f"wrote {path}")
+        return
 
     try:
         sheet = make_contact_sheet(data, split=split, count=count, tile_size=tile)
@@ -111,6 +126,28 @@ def show(
     if not cv2.imwrite(str(out), sheet):
         raise typer.BadParameter(f"could not write {out}")
     typer.echo(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]})")
+
+
+@data_app.command("poses")
+def poses(
+    images: Path = typer.Option(
+        ..., "--images", help="Folder of <activity>/<image> files (labelled photos)."
+    ),
+    out: Path = typer.Option(..., "--out", help="poses JSON to write (input of `train activity --poses`)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Pose model (default: the demo one)."),
+    device: str | None = typer.Option(None, "--device", help="cuda, cpu, ... (default: automatic)."),
+    min_score: float = typer.Option(0.0, "--min-score", help="Drop persons scored below this."),
+    min_joints: int = typer.Option(5, "--min-joints", min=1, max=17, help="Drop persons with fewer joints."),
+) -> None:
+    """Extract poses from labelled photos with the pose model: the seed's activity training set path."""
+    from model.train.samples import extract_poses
+
+    if not images.is_dir():
+        raise typer.BadParameter(f"{images} is not a folder", param_hint="--images")
+    summary = extract_poses(
+        images, checkpoint, out, device=device, min_score=min_score, min_joints=min_joints
+    )
+    typer.echo(json.dumps(summary))
 
 
 def register(app: typer.Typer) -> None:
