@@ -135,6 +135,9 @@ class RedisServer:
             [str(self.executable), str(self.config_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # Its own session: a terminal's Ctrl-C must reach posestream, which drains and then
+            # stops Redis, not Redis first (that would leave the in-flight frames unpublished).
+            start_new_session=True,
         )
         self._wait_ready()
         log.info("redis_started", url=self.url, executable=str(self.executable), pid=self._process.pid)

@@ -1,0 +1,251 @@
+"""EventSubscriber: read PersonEvents, FrameResults and DeadLetters from the output streams.
+
+Two modes:
+- position (XREAD): from ``$`` (what arrives from now on), ``0`` (everything retained) or an entry id.
+  ``$`` is resolved to each stream's last id when the subscriber starts, so a reconnect re-issues the
+  read from the last id seen and neither loses nor repeats entries.
+- group (XREADGROUP + XACK): its own consumer group, for a subscriber that needs every event; an entry
+  is acknowledged once the caller asks for the next one, and after a reconnect this consumer's pending
+  entries are re-read first (at-least-once).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import redis
+import structlog
+from pydantic import ValidationError
+
+from schemas.settings import Settings
+from schemas.streams import shard_for
+from schemas.wire import STREAM_FIELD, DeadLetter, FrameResult, PersonEvent, WireDecodeError
+from workers.client.connection import connect, resolve_redis_url
+
+log = structlog.get_logger()
+
+Kind = Literal["events", "results", "dead"]
+KINDS: tuple[Kind, ...] = ("events", "results", "dead")
+Message = PersonEvent | FrameResult | DeadLetter
+_MESSAGE_TYPES: dict[str, type[Message]] = {"events": PersonEvent, "results": FrameResult, "dead": DeadLetter}
+
+
+@dataclass(frozen=True)
+class Received:
+    stream: str
+    entry_id: str
+    kind: Kind
+    message: Message
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class EventSubscriber:
+    """Iterate over output messages; ``for msg in sub`` yields the typed messages."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        client: redis.Redis | None = None,
+        settings: Settings | None = None,
+        kinds: Iterable[Kind] = ("events", "results"),
+        start: str = "$",
+        group: str | None = None,
+        consumer: str | None = None,
+        camera_ids: Iterable[str] | None = None,
+        block_ms: int = 1000,
+        count: int = 100,
+        reconnect_backoff_cap_s: float = 2.0,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.kinds = tuple(kinds)
+        unknown = set(self.kinds) - set(KINDS)
+        if unknown or not self.kinds:
+            raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {self.kinds}")
+        self.redis = client or connect(
+            resolve_redis_url(redis_url, self.settings), socket_timeout=block_ms / 1000 + 10
+        )
+        self.camera_ids = frozenset(camera_ids) if camera_ids else None
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.block_ms = block_ms
+        self.count = count
+        self.reconnect_backoff_cap_s = reconnect_backoff_cap_s
+        self.reconnects = 0
+        self.skipped = 0  # entries that did not decode as their stream's message type
+        shards = range(self.settings.shards)
+        if self.camera_ids is not None:  # only the shards these cameras publish to
+            shards = sorted({shard_for(c, self.settings.shards) for c in self.camera_ids})
+        self._kind_of: dict[str, Kind] = {}
+        for shard in shards:
+            keys = self.settings.shard_keys(shard)
+            for kind in self.kinds:
+                self._kind_of[getattr(keys, kind)] = kind
+        self._start = start
+        self.last_ids: dict[str, str] = {}  # stream → last entry id read (position mode)
+        self._pending_first = True  # group mode: re-read this consumer's pending entries first
+        self._unacked: list[tuple[str, str]] = []
+        self._started = False
+
+    @property
+    def streams(self) -> list[str]:
+        return list(self._kind_of)
+
+    # -- set-up ------------------------------------------------------------------------------------
+
+    def _resolve_start(self) -> None:
+        for stream in self._kind_of:
+            if self._start != "$":
+                self.last_ids[stream] = self._start
+                continue
+            try:
+                info = self.redis.xinfo_stream(stream)
+                self.last_ids[stream] = _text(info["last-generated-id"])
+            except redis.ResponseError:  # no such stream yet: everything that comes is new
+                self.last_ids[stream] = "0-0"
+
+    def _ensure_groups(self) -> None:
+        for stream in self._kind_of:
+            try:
+                self.redis.xgroup_create(stream, self.group, id=self._start, mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def _start_once(self) -> None:
+        if self._started:
+            return
+        if self.group is None:
+            self._resolve_start()
+        else:
+            self._ensure_groups()
+        self._started = True
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _read(self, block_ms: int | None) -> list:
+        if self.group is None:
+            return self.redis.xread(self.last_ids, count=self.count, block=block_ms)
+        position = "0" if self._pending_first else ">"
+        reply = self.redis.xreadgroup(
+            self.group,
+            self.consumer,
+            {stream: position for stream in self._kind_of},
+            count=self.count,
+            block=None if self._pending_first else block_ms,
+        )
+        if self._pending_first and not any(entries for _, entries in reply or []):
+            self._pending_first = False
+        return reply or []
+
+    def _ack(self) -> None:
+        by_stream: dict[str, list[str]] = {}
+        for stream, entry_id in self._unacked:
+            by_stream.setdefault(stream, []).append(entry_id)
+        for stream, ids in by_stream.items():
+            self.redis.xack(stream, self.group, *ids)  # XACK is idempotent: a retry after an error is safe
+        self._unacked.clear()
+
+    def _decode(self, stream: str, entry_id: str, fields: dict) -> Received | None:
+        kind = self._kind_of[stream]
+        raw = fields.get(STREAM_FIELD.encode()) or fields.get(STREAM_FIELD)
+        try:
+            message = _MESSAGE_TYPES[kind].from_bytes(raw or b"")
+        except (WireDecodeError, ValidationError) as exc:
+            self.skipped += 1
+            log.warning("subscriber_bad_entry", stream=stream, entry_id=entry_id, error=str(exc)[:200])
+            return None
+        camera = getattr(message, "camera_id", None)
+        if self.camera_ids is not None and camera not in self.camera_ids:
+            return None
+        return Received(stream, entry_id, kind, message)
+
+    def entries(
+        self, follow: bool = True, idle_timeout_s: float | None = None, stop: threading.Event | None = None
+    ) -> Iterator[Received]:
+        """Yield received entries. ``follow=False`` stops once nothing more is there; with
+        ``idle_timeout_s`` it stops after that long without a new entry; ``stop`` ends it from another
+        thread (within ``block_ms``)."""
+        backoff = 0.05
+        last_seen = time.monotonic()
+        while stop is None or not stop.is_set():
+            try:
+                self._start_once()
+                if self.group is not None:
+                    self._ack()
+                block = self.block_ms if follow else None
+                if idle_timeout_s is not None and follow:
+                    left = idle_timeout_s - (time.monotonic() - last_seen)
+                    if left <= 0:
+                        return
+                    block = max(1, min(self.block_ms, int(left * 1000)))
+                was_pending_read = self.group is not None and self._pending_first
+                reply = self._read(block)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # redis-py's own retries are spent: wait and re-issue from the last ids.
+                self.reconnects += 1
+                log.warning("subscriber_reconnect", error=str(exc), sleep_s=round(backoff, 3))
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self.reconnect_backoff_cap_s)
+                continue
+            except redis.ResponseError as exc:
+                if self.group is None or "NOGROUP" not in str(exc):
+                    raise
+                # A Redis restarted without persistence lost our group: make it again.
+                self._started = False
+                continue
+            backoff = 0.05
+            got = False
+            for stream_name, stream_entries in reply or []:
+                stream = _text(stream_name)
+                for raw_id, fields in stream_entries:
+                    entry_id = _text(raw_id)
+                    got = True
+                    if self.group is None:
+                        self.last_ids[stream] = entry_id
+                    elif fields is None:  # a pending entry deleted by trimming
+                        self._unacked.append((stream, entry_id))
+                        continue
+                    else:
+                        self._unacked.append((stream, entry_id))
+                    received = self._decode(stream, entry_id, fields or {})
+                    if received is not None:
+                        yield received
+            if got:
+                last_seen = time.monotonic()
+            elif not follow and not was_pending_read:
+                if self.group is not None:
+                    self._ack()
+                return
+
+    def messages(
+        self, follow: bool = True, idle_timeout_s: float | None = None, stop: threading.Event | None = None
+    ) -> Iterator[Message]:
+        for received in self.entries(follow=follow, idle_timeout_s=idle_timeout_s, stop=stop):
+            yield received.message
+
+    def __iter__(self) -> Iterator[Message]:
+        return self.messages(follow=True)
+
+    def close(self) -> None:
+        try:
+            if self.group is not None and self._unacked:
+                self._ack()
+        except redis.RedisError:
+            pass
+        self.redis.close()
+
+    def __enter__(self) -> EventSubscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,339 @@
+"""``posestream demo``: the whole system on one machine, end to end, with a summary that must balance.
+
+Embedded Redis + local Ray Serve (``workers.local_stack``); two cameras publish a synthetic multi-person
+sequence (or the videos given) through ``FramePublisher``; a subscriber reads events, results and dead
+letters through its own consumer group, prints them live and draws each finished frame into the output
+folder. The run ends once every published frame is accounted for (ok + stale + dead == published).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from schemas.settings import Settings
+from schemas.wire import DeadLetter, FrameResult, PersonEvent
+
+log = structlog.get_logger()
+
+DEFAULT_CAMERAS = ("demo-cam-a", "demo-cam-b")
+# Per camera: two cameras at 3 frames/s stay near what 2 CPU cores process, so latency is not all queueing.
+SYNTHETIC_FPS = 3.0
+
+
+@dataclass
+class DemoOptions:
+    videos: list[str] = field(default_factory=list)
+    frames: int = 60  # per camera
+    people: int = 3
+    size: tuple[int, int] = (480, 480)  # width, height of the synthetic frames
+    fps: float | None = None  # per camera; None: SYNTHETIC_FPS for the synthetic sequence, a video's own rate
+    seed: int = 0
+    out_dir: Path = Path("demo-output")
+    json_summary: Path | None = None
+    redis_url: str | None = None
+    checkpoint: str | None = None
+    config_path: Path | None = None
+    timeout_s: float = 600.0  # for the frames to be accounted for once publishing has ended
+    save_frames: bool = True
+    verbose: bool = False
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(np.asarray(values, dtype=np.float64), q)), 1) if values else None
+
+
+def synthetic_frames(
+    frames: int, people: int, seed: int, size: tuple[int, int]
+) -> Iterator[tuple[np.ndarray, list[tuple[float, float, float, float]]]]:
+    """The synthetic sequence's frames with their ground-truth person boxes (x1, y1, x2, y2)."""
+    from model.data.sequence import iter_sequence_frames
+
+    for frame, truth in iter_sequence_frames(frames=frames, people=people, seed=seed, size=size):
+        boxes = [(x, y, x + w, y + h) for x, y, w, h in (p["bbox"] for p in truth["people"])]
+        yield frame, boxes
+
+
+def _video_frames(source) -> Iterator[tuple[np.ndarray | bytes, None]]:
+    for frame, _ts in source:
+        yield frame, None
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match_count(
+    truth: list[tuple[float, ...]], found: list[tuple[float, ...]], threshold: float = 0.5
+) -> int:
+    """Ground-truth boxes matched one-to-one (greedy, best IoU first) by a detection with IoU >= threshold."""
+    pairs = sorted(
+        ((iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), reverse=True
+    )
+    used_t: set[int] = set()
+    used_f: set[int] = set()
+    for overlap, i, j in pairs:
+        if overlap < threshold:
+            break
+        if i not in used_t and j not in used_f:
+            used_t.add(i)
+            used_f.add(j)
+    return len(used_t)
+
+
+class Collector:
+    """Reads the output streams through its own group; keeps what the summary and the drawings need."""
+
+    def __init__(self, settings: Settings, out_dir: Path | None, echo: bool = True) -> None:
+        from workers.client import EventSubscriber
+
+        self.subscriber = EventSubscriber(
+            settings=settings, kinds=("events", "results", "dead"), start="0", group="posestream-demo",
+            consumer="demo", block_ms=200,
+        )  # fmt: skip
+        self.out_dir = out_dir
+        self.echo = echo
+        self.events: dict[tuple[str, int], list[PersonEvent]] = {}
+        self.results: list[FrameResult] = []
+        self.dead: list[DeadLetter] = []
+        self.result_times: list[float] = []
+        self.images: dict[tuple[str, int], np.ndarray] = {}
+        self.annotated = 0
+        self.truth: dict[tuple[str, int], list[tuple[float, ...]]] = {}
+        self.truth_persons = 0
+        self.truth_matched = 0
+        self._waiting: dict[tuple[str, int], FrameResult] = {}
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-collector", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.subscriber.close()
+
+    def keep(self, camera_id: str, frame_id: int, image: np.ndarray | bytes, truth) -> None:
+        """Remember the frame (for drawing) and its ground truth (for the detection figures)."""
+        with self.lock:
+            if self.out_dir is not None and isinstance(image, np.ndarray):
+                self.images[(camera_id, frame_id)] = image
+            if truth is not None:
+                self.truth[(camera_id, frame_id)] = truth
+
+    @property
+    def accounted(self) -> int:
+        return len(self.results) + len(self.dead)
+
+    def _run(self) -> None:
+        for message in self.subscriber.messages(follow=True, stop=self._stop):
+            with self.lock:
+                if isinstance(message, PersonEvent):
+                    key = (message.camera_id, message.frame_id)
+                    self.events.setdefault(key, []).append(message)
+                    waiting = self._waiting.get(key)
+                    if waiting is not None and len(self.events[key]) >= waiting.persons:
+                        self._finish_frame(self._waiting.pop(key))
+                elif isinstance(message, FrameResult):
+                    self.results.append(message)
+                    self.result_times.append(time.monotonic())
+                    key = (message.camera_id, message.frame_id)
+                    # A read may bring a frame's result before all of its (older) events: wait for them.
+                    if len(self.events.get(key, [])) < message.persons:
+                        self._waiting[key] = message
+                    else:
+                        self._finish_frame(message)
+                else:
+                    self.dead.append(message)
+                    self._say(
+                        f"DEAD  {message.camera_id}:{message.frame_id}  {message.reason}: {message.error}"
+                    )
+
+    def _say(self, line: str) -> None:
+        if self.echo:
+            print(line, flush=True)
+
+    def _finish_frame(self, result: FrameResult) -> None:
+        key = (result.camera_id, result.frame_id)
+        events = sorted(self.events.get(key, []), key=lambda e: e.person)
+        people = (
+            ", ".join(f"{e.activity} {e.activity_scores.get(e.activity, 0.0):.2f}" for e in events)
+            or "nobody"
+        )
+        truth = self.truth.pop(key, None)
+        if truth is not None and result.status == "ok":
+            self.truth_persons += len(truth)
+            self.truth_matched += match_count(truth, [tuple(e.bbox) for e in events])
+        self._say(
+            f"{result.camera_id:>12}  frame {result.frame_id}  {result.status:5}  "
+            f"{result.persons} person(s): {people}  ({result.latency_ms:.0f} ms)"
+        )
+        image = self.images.pop(key, None)
+        if image is None or self.out_dir is None:
+            return
+        import cv2
+
+        from model.draw import draw_predictions
+        from model.predictions import PersonPrediction
+
+        persons = [
+            PersonPrediction(
+                bbox=tuple(e.bbox), score=e.score, keypoints=np.asarray(e.keypoints, np.float32),
+                activity=e.activity, activity_scores=dict(e.activity_scores),
+            )
+            for e in events
+        ]  # fmt: skip
+        camera_dir = self.out_dir / result.camera_id
+        camera_dir.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(camera_dir / f"{result.frame_id}.jpg"), draw_predictions(image, persons))
+        self.annotated += 1
+
+
+def _publish_camera(publisher, collector: Collector, camera_id: str, frames, fps: float) -> None:
+    interval = 1.0 / fps if fps > 0 else 0.0
+    next_due = time.monotonic()
+    for image, truth in frames:
+        if interval:
+            time.sleep(max(0.0, next_due - time.monotonic()))
+            next_due = max(next_due + interval, time.monotonic())
+        ts = time.time()
+        frame_id = publisher.next_frame_id(camera_id, ts)
+        collector.keep(camera_id, frame_id, image, truth)
+        publisher.publish(image, camera_id, frame_id=frame_id, ts=ts)
+
+
+def summarise(collector: Collector, published: int, dropped: int, started: float) -> dict:
+    results, dead = collector.results, collector.dead
+    events = [e for frame_events in collector.events.values() for e in frame_events]
+    ok = sum(r.status == "ok" for r in results)
+    stale = sum(r.status == "stale" for r in results)
+    elapsed = (collector.result_times[-1] if collector.result_times else time.monotonic()) - started
+    frame_latency = [r.latency_ms for r in results if r.status == "ok"]
+    event_latency = [e.latency_ms for e in events]
+    return {
+        "frames_published": published,
+        "frames_dropped": dropped,
+        "results_ok": ok,
+        "results_stale": stale,
+        "dead_letters": len(dead),
+        "dead_reasons": dict(Counter(d.reason for d in dead)),
+        "balanced": published == ok + stale + len(dead),
+        "persons": sum(r.persons for r in results),
+        "events": len(events),
+        "frames_with_persons": sum(r.persons > 0 for r in results),
+        "activities": dict(Counter(e.activity for e in events).most_common()),
+        "latency_ms": {"p50": percentile(event_latency, 50), "p95": percentile(event_latency, 95)},
+        "frame_latency_ms": {"p50": percentile(frame_latency, 50), "p95": percentile(frame_latency, 95)},
+        "frames_per_s": round(len(results) / elapsed, 2) if results and elapsed > 0 else 0.0,
+        "elapsed_s": round(elapsed, 2),
+        "cameras": sorted({r.camera_id for r in results}),
+        "model": ", ".join(sorted({e.model for e in events})) or "unknown (no events)",
+        "annotated_frames": collector.annotated,
+        "ground_truth_persons": collector.truth_persons,
+        "ground_truth_found": collector.truth_matched,  # matched by a detection with IoU >= 0.5
+        "detection_recall": round(collector.truth_matched / collector.truth_persons, 3)
+        if collector.truth_persons
+        else None,
+        "out_dir": str(collector.out_dir) if collector.out_dir else None,
+    }
+
+
+def format_summary(summary: dict) -> str:
+    lat, flat = summary["latency_ms"], summary["frame_latency_ms"]
+    activities = ", ".join(f"{k} {v}" for k, v in summary["activities"].items()) or "none"
+    lines = [
+        "── posestream demo summary " + "─" * 40,
+        f"frames published   {summary['frames_published']}  (dropped: {summary['frames_dropped']})",
+        f"results            ok {summary['results_ok']}, stale {summary['results_stale']}",
+        f"dead letters       {summary['dead_letters']} {summary['dead_reasons'] or ''}",
+        f"balanced           {'yes' if summary['balanced'] else 'NO'}  (published == ok + stale + dead)",
+        f"persons            {summary['persons']} in {summary['frames_with_persons']} frames "
+        f"({summary['events']} events)",
+        f"activities         {activities}",
+        f"latency ms         p50 {lat['p50']}  p95 {lat['p95']}  "
+        f"(per frame: p50 {flat['p50']}  p95 {flat['p95']})",
+        f"throughput         {summary['frames_per_s']} frames/s over {summary['elapsed_s']} s",
+        f"model              {summary['model']}",
+        f"annotated frames   {summary['annotated_frames']} in {summary['out_dir']}",
+    ]
+    if summary["ground_truth_persons"]:
+        lines.insert(
+            -1,
+            f"ground truth       {summary['ground_truth_found']} of {summary['ground_truth_persons']} "
+            f"persons found (IoU >= 0.5, recall {summary['detection_recall']})",
+        )
+    return "\n".join(lines)
+
+
+def run_demo(options: DemoOptions) -> dict[str, Any]:
+    """Run the demo; returns the summary (also written to ``options.json_summary``)."""
+    from workers.client import FramePublisher, FrameSource, camera_id_for
+    from workers.local_stack import local_stack
+
+    out_dir = options.out_dir.resolve() if options.save_frames else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if options.videos:
+        sources = [FrameSource(v, fps=options.fps, max_frames=options.frames) for v in options.videos]
+        cameras = {
+            camera_id_for(v): _video_frames(src) for v, src in zip(options.videos, sources, strict=True)
+        }
+    else:
+        cameras = {
+            cam: synthetic_frames(options.frames, options.people, options.seed + i, options.size)
+            for i, cam in enumerate(DEFAULT_CAMERAS)
+        }
+    user_config = {"checkpoint": options.checkpoint} if options.checkpoint else None
+    # A Redis of the user's may hold other streams: the demo's own prefix keeps its counts its own.
+    prefix = f"posestream-demo-{time.strftime('%Y%m%d%H%M%S')}"
+    overrides = {"stream_prefix": prefix} if options.redis_url else {}
+    # Videos are paced by their FrameSource; the synthetic frames here.
+    synthetic_fps = 0.0 if options.videos else (SYNTHETIC_FPS if options.fps is None else options.fps)
+    with local_stack(
+        redis_url=options.redis_url,
+        settings=overrides, config_path=options.config_path, user_config=user_config,
+        log_to_driver=options.verbose,
+    ) as stack:  # fmt: skip
+        settings = Settings(**stack.settings)
+        collector = Collector(settings, out_dir)
+        collector.start()
+        publisher = FramePublisher(settings=settings, policy="wait", max_backlog=32, wait_timeout_s=600)
+        started = time.monotonic()
+        threads = [
+            threading.Thread(
+                target=_publish_camera, args=(publisher, collector, cam, frames, synthetic_fps), daemon=True
+            )
+            for cam, frames in cameras.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        published, dropped = publisher.counts["published"], publisher.counts["dropped"]
+        deadline = time.monotonic() + options.timeout_s
+        while collector.accounted < published and time.monotonic() < deadline:
+            time.sleep(0.1)
+        collector.stop()
+        publisher.close()
+    summary = summarise(collector, published, dropped, started)
+    if options.json_summary:
+        options.json_summary.parent.mkdir(parents=True, exist_ok=True)
+        options.json_summary.write_text(json.dumps(summary, indent=2) + "\n")
+    print(format_summary(summary), file=sys.stdout, flush=True)
+    return summary

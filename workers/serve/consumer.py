@@ -1,0 +1,153 @@
+"""FrameConsumer: the stream consumer (workers.streams) as a Serve deployment, and its autoscaling policy.
+
+It receives no requests: its loop is an asyncio task started in ``__init__``, ``check_health()`` raises
+once that task has ended (so Serve replaces the replica), and ``record_autoscaling_stats()`` reports the
+backlog of the shards it holds, which ``BacklogPolicy`` turns into a replica count (Serve's default
+policy counts requests and would never scale a consumer). Shutting a replica down drains it: no more
+reads, frames in flight finished and published, leases released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from typing import Any
+
+import numpy as np
+import structlog
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from model.predictions import PersonPrediction
+from schemas.settings import Settings
+from workers.serve.metrics import consumer_metrics, pipeline_metrics
+from workers.serve.pipeline import ServePipeline, StageRetry
+
+log = structlog.get_logger()
+
+
+@serve.deployment
+class FrameConsumer:
+    def __init__(
+        self,
+        backbone: DeploymentHandle,
+        residual: DeploymentHandle,
+        activity: DeploymentHandle,
+        config: dict[str, Any],
+    ) -> None:
+        self._settings = Settings(**config.get("settings", {}))
+        self._stats_interval_s = float(config["stats_interval_s"])
+        self.pipeline = ServePipeline(
+            backbone, residual, activity, StageRetry.model_validate(config["stage_retry"]), pipeline_metrics()
+        )
+        self._consumer: Any = None
+        self._client: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._stats_task: asyncio.Task[None] | None = None
+        if config.get("consume", True):
+            self._start()
+
+    def _start(self) -> None:
+        from workers.streams import StreamConsumer, connect
+
+        if not self._settings.redis_url:
+            raise ValueError("FrameConsumer needs settings.redis_url (app args or POSESTREAM_REDIS_URL)")
+        context = serve.get_replica_context()
+        self._client = connect(self._settings.redis_url, self._settings)
+        self._consumer = StreamConsumer(
+            self._client, self.pipeline, self._settings, name=f"{context.deployment}-{context.replica_tag}"
+        )
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="frame-consumer")
+        self._stats_task = loop.create_task(self._report_forever(), name="frame-consumer-stats")
+
+    async def _run(self) -> None:
+        await self.pipeline.refresh()  # the model version the first frames are stamped with
+        await self._consumer.run()
+
+    # ------------------------------------------------------------------ Serve hooks
+    def check_health(self) -> None:
+        if self._task is not None and self._task.done():
+            error = None if self._task.cancelled() else self._task.exception()
+            raise RuntimeError(f"the consumer loop has ended: {error!r}")
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """The backlog of the shards this replica holds (stand-by replicas report 0)."""
+        if self._consumer is None:
+            return {"backlog": 0.0, "shards_held": 0.0}
+        stats = self._consumer.stats()
+        held = set(stats["shards_held"])
+        backlog = sum(n for shard, n in stats["backlog"].items() if shard in held)
+        return {"backlog": float(backlog), "shards_held": float(len(held))}
+
+    async def drain(self) -> dict[str, Any]:
+        """Stop reading, finish and publish the frames in flight, release the leases; returns the stats.
+
+        ``posestream serve`` calls it before deleting the app, while the model stages still run."""
+        if self._consumer is not None and self._task is not None and not self._task.done():
+            self._consumer.stop()
+            with contextlib.suppress(Exception):
+                await self._task
+        return self.stats()
+
+    async def __del__(self) -> None:
+        """Graceful shutdown (Serve waits up to graceful_shutdown_timeout_s): drain, then let go."""
+        await self.drain()
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+
+    # ------------------------------------------------------------------ calls (tests, bench, operators)
+    async def infer(self, images: list[np.ndarray]) -> tuple[str, list[list[PersonPrediction]]]:
+        """Run frames through the stages without Redis: (model version, persons per frame)."""
+        version = self.pipeline.model_version
+        persons = await self.pipeline(images)
+        return version if version != "unknown" else self.pipeline.model_version, persons
+
+    def stats(self) -> dict[str, Any]:
+        """The consumer's counters and state (empty when not consuming)."""
+        if self._consumer is None:
+            return {}
+        return {**self._consumer.stats(), "loop_running": self._task is not None and not self._task.done()}
+
+    # ------------------------------------------------------------------ metrics
+    async def _report_forever(self) -> None:
+        while True:
+            try:
+                await self._report()
+            except Exception as error:  # noqa: BLE001 - metrics must never stop the consumer
+                log.warning("consumer_metrics_failed", error=repr(error))
+            await asyncio.sleep(self._stats_interval_s)
+
+    async def _report(self) -> None:
+        stats = self._consumer.stats()
+        metrics = consumer_metrics()
+        metrics.record(stats, stats.get("dead_by_reason", {}))
+        held = stats["shards_held"]
+        pending: dict[int, int] = {}
+        for shard in held:
+            frames = self._settings.shard_keys(shard).frames
+            summary = await self._client.xpending(frames, self._settings.group)
+            pending[shard] = int(summary["pending"])
+        metrics.shards({shard: stats["backlog"].get(shard, 0) for shard in held}, pending)
+
+
+class BacklogPolicy:
+    """Consumers from the backlog their replicas report: one replica per ``frames_per_replica`` waiting
+    frames, within the deployment's min/max replicas (set max_replicas to the shard count: more
+    consumers than shards only stand by). Configured in ``autoscaling_config.policy`` of the deploy file."""
+
+    def __init__(self, frames_per_replica: float) -> None:
+        if frames_per_replica <= 0:
+            raise ValueError(f"frames_per_replica must be positive, got {frames_per_replica}")
+        self.frames_per_replica = frames_per_replica
+
+    def __call__(self, ctx: Any) -> tuple[int, dict[str, Any]]:
+        reported = (ctx.aggregated_metrics or {}).get("backlog", {})
+        backlog = sum(reported.values())
+        wanted = max(1, math.ceil(backlog / self.frames_per_replica))
+        low, high = ctx.capacity_adjusted_min_replicas, ctx.capacity_adjusted_max_replicas
+        return min(high, max(low, wanted)), {"backlog": backlog}
