@@ -31,6 +31,17 @@ test: lint unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/model_size.py
+	$(BIN)/python -m bench.run_all
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# The committed demo checkpoint (checkpoints/demo.pt + demo.md): synthetic set → the four trainers (demo
+# preset) → eval → fp16. About 30–45 min on a 2-core CPU; deterministic for DEMO_SEED on one machine.
+# DEMO_ARGS=--smoke: the same recipe at toy sizes (a few minutes, writes build/demo-weights/demo-smoke.pt).
+DEMO_SEED ?= 0
+DEMO_ARGS ?=
+.PHONY: demo-weights
+demo-weights: $(STAMP)
+	$(BIN)/python -m model.evaluation.demo_weights --seed $(DEMO_SEED) $(DEMO_ARGS) \
+		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)'))"

@@ -14,7 +14,6 @@ The four parts are trained separately (as in the seed); a trainer writes its own
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,13 +45,15 @@ def _state_for_disk(state: Mapping[str, torch.Tensor], half: bool) -> dict[str, 
 
 def _atomic_save(payload: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(payload, tmp)
+        # Through a file object: torch.save then names the archive after nothing random, so the same
+        # weights give the same bytes (the demo checkpoint is reproducible for a seed).
+        with open(tmp, "wb") as fh:
+            torch.save(payload, fh)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -20,6 +20,12 @@ _COMMAND_MODULES = (
     "workers.commands.schema",
     "workers.commands.infer",
     "workers.commands.data",
+    "workers.commands.train",
+    "workers.commands.serve",
+    "workers.commands.publish",
+    "workers.commands.events",
+    "workers.commands.demo",
+    "workers.commands.eval",
 )
 
 

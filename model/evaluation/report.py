@@ -1,0 +1,164 @@
+"""Evaluation results as JSON and as Markdown tables.
+
+The results document is a dict with any of the sections ``pipeline`` (``coco_eval.evaluate_pipeline``),
+``prn`` (``{"split": ..., "real_poses": ...}`` from ``prn_eval``) and ``activity``
+(``activity_cv.cross_validate``), plus free-form ``meta``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# The MultiPoseNet paper's PRN figure with ground-truth keypoints and boxes on COCO val.
+PAPER_PRN_GT_AP = 0.894
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars/arrays and paths → JSON-able Python."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(results: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_plain(results), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub Markdown table; floats with 3 decimals, negative COCO stats (no ground truth) as "–"."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float | np.floating):
+            return "–" if value < 0 else f"{float(value):.3f}"
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _pipeline_section(pipeline: dict[str, Any]) -> list[str]:
+    keypoints, boxes = pipeline["keypoints"], pipeline["bbox"]
+    lines = [
+        "## Whole pipeline (detector + keypoints + PRN), COCO metrics",
+        "",
+        f"{pipeline['images']} images of `{pipeline['data']}` ({pipeline['split']}), "
+        f"{pipeline['ground_truth_persons']} persons annotated, {pipeline['predicted_persons']} predicted; "
+        f"model `{pipeline['model_version']}`; {pipeline.get('images_per_second')} images/s.",
+        "",
+        markdown_table(
+            ["metric", "AP", "AP50", "AP75", "AP (M)", "AP (L)", "AR"],
+            [
+                ["keypoints (OKS)", *(keypoints[k] for k in ("AP", "AP50", "AP75", "APm", "APl", "AR"))],
+                ["person box (IoU)", *(boxes[k] for k in ("AP", "AP50", "AP75", "APm", "APl", "AR100"))],
+            ],
+        ),
+        "",
+    ]
+    return lines
+
+
+def _prn_section(prn: dict[str, Any]) -> list[str]:
+    rows = []
+    for key, label in (("split", "synthetic split"), ("real_poses", "real COCO poses, 2–4 overlaid")):
+        entry = prn.get(key)
+        if not entry:
+            continue
+        if "skipped" in entry:
+            rows.append([label, "skipped", "", "", "", entry["skipped"]])
+            continue
+        for method in ("network", "baseline"):
+            stats = entry[method]
+            name = "PRN" if method == "network" else "nearest-peak baseline"
+            detail = f"{entry['images']} images, {entry['persons']} persons"
+            rows.append([label, name, stats["AP"], stats["AP50"], stats["AP75"], detail])
+    lines = [
+        "## PRN alone, ground-truth keypoints as peaks and ground-truth boxes",
+        "",
+        f"(The MultiPoseNet paper: {PAPER_PRN_GT_AP * 100:.1f} AP on COCO val this way.)",
+        "",
+        markdown_table(["data", "assignment", "AP", "AP50", "AP75", "set"], rows),
+        "",
+    ]
+    return lines
+
+
+def _activity_section(activity: dict[str, Any]) -> list[str]:
+    macro = activity["macro"]
+
+    def pm(entry: dict[str, float]) -> str:
+        return f"{entry['mean']:.3f} ± {entry['std']:.3f}"
+
+    rows = [
+        [
+            name,
+            pm(stats["precision"]),
+            pm(stats["recall"]),
+            pm(stats["f1"]),
+            pm(stats["class_accuracy"]),
+            stats["support"],
+        ]
+        for name, stats in activity["per_class"].items()
+    ]
+    rows.append(
+        [
+            "**macro**",
+            pm(macro["precision"]),
+            pm(macro["recall"]),
+            pm(macro["f1"]),
+            pm(macro["accuracy"]),
+            activity["samples"],
+        ]
+    )
+    lines = [
+        f"## Activity, {activity['folds']}-fold stratified cross-validation (mean ± std over folds)",
+        "",
+        markdown_table(["class", "precision", "recall", "F1", "accuracy", "samples"], rows),
+        "",
+        "(Per class, accuracy is one-vs-rest; the macro row's accuracy is the overall accuracy.)",
+        "",
+    ]
+    if activity.get("confusion_png"):
+        lines += [f"Normalised confusion matrix: `{activity['confusion_png']}`", ""]
+    return lines
+
+
+def results_markdown(results: dict[str, Any], title: str = "posestream evaluation") -> str:
+    lines = [f"# {title}", ""]
+    meta = results.get("meta") or {}
+    for key, value in meta.items():
+        lines.append(f"- {key}: `{value}`")
+    if meta:
+        lines.append("")
+    if results.get("pipeline"):
+        lines += _pipeline_section(results["pipeline"])
+    if results.get("prn"):
+        lines += _prn_section(results["prn"])
+    if results.get("activity"):
+        lines += _activity_section(results["activity"])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(results: dict[str, Any], out_dir: str | Path, name: str = "eval") -> tuple[Path, Path]:
+    """``OUT/<name>.json`` and ``OUT/<name>.md``."""
+    out_dir = Path(out_dir)
+    json_path = write_json(results, out_dir / f"{name}.json")
+    md_path = out_dir / f"{name}.md"
+    md_path.write_text(results_markdown(results))
+    return json_path, md_path

@@ -1,0 +1,179 @@
+"""``posestream eval pipeline|prn|activity|all``: COCO AP of the pipeline, PRN on ground-truth peaks,
+activity cross-validation. Each writes ``OUT/eval_<what>.json`` + ``.md`` (``all``: ``OUT/eval.json``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+eval_app = typer.Typer(
+    name="eval",
+    help="Evaluate a checkpoint: COCO keypoint/box AP, PRN with ground-truth peaks, activity k-fold CV.",
+    no_args_is_help=True,
+)
+
+DATA_HELP = "COCO-format folder (annotations/person_keypoints_<split>.json + images), e.g. a synthetic set."
+CHECKPOINT_HELP = "Checkpoint to evaluate. Default: checkpoints/demo.pt."
+
+
+def _checkpoint_path(checkpoint: Path | None) -> Path:
+    from model.checkpoint import DEFAULT_CHECKPOINT
+
+    path = checkpoint or DEFAULT_CHECKPOINT
+    if not path.is_file():
+        raise typer.BadParameter(f"checkpoint not found: {path} (train one, or `make demo-weights`)")
+    return path
+
+
+def _finish(results: dict[str, Any], out: Path, name: str) -> None:
+    from model.evaluation.report import results_markdown, write_report
+
+    json_path, md_path = write_report(results, out, name)
+    typer.echo(results_markdown(results))
+    typer.echo(f"wrote {json_path} and {md_path}")
+
+
+def _run(
+    what: tuple[str, ...],
+    data: Path | None,
+    checkpoint: Path | None,
+    out: Path,
+    split: str,
+    max_images: int | None,
+    device: str | None,
+    folds: int,
+    epochs: int | None,
+    seed: int,
+    real_poses: bool,
+    scenes: int,
+    poses: Path | None,
+) -> dict[str, Any]:
+    import torch
+
+    from model.checkpoint import load_checkpoint
+
+    path = _checkpoint_path(checkpoint)
+    results: dict[str, Any] = {
+        "meta": {"checkpoint": str(path), "data": str(data), "split": split, "seed": seed}
+    }
+    model, meta = load_checkpoint(path)
+    results["meta"]["model_version"] = meta["version"]
+    results["meta"]["trained_parts"] = ", ".join(meta["trained_parts"])
+    torch.manual_seed(seed)
+    if "pipeline" in what:
+        from model.evaluation.coco_eval import evaluate_pipeline
+        from model.pipeline import PosePipeline
+
+        if data is None:
+            raise typer.BadParameter("eval pipeline needs --data")
+        pipeline = PosePipeline(model, str(meta["version"]), device)
+        results["pipeline"] = evaluate_pipeline(pipeline, data, split, max_images, results_dir=out)
+    if "prn" in what:
+        from model.evaluation.prn_eval import evaluate_prn_real_poses, evaluate_prn_split
+
+        prn = model.prn.cpu()
+        results["prn"] = {}
+        if data is not None:
+            results["prn"]["split"] = evaluate_prn_split(prn, data, split, max_images)
+        if real_poses:
+            results["prn"]["real_poses"] = evaluate_prn_real_poses(prn, scenes=scenes, seed=seed)
+    if "activity" in what:
+        from model.evaluation.activity_cv import activity_poses, cross_validate, plot_confusion
+        from model.train.config import ActivityHyper
+
+        if data is None and poses is None:
+            raise typer.BadParameter("eval activity needs --data (activity-labelled set) or --poses")
+        features, labels, activities = activity_poses(data, model.activities, poses=poses)
+        hyper = ActivityHyper()
+        cv = cross_validate(
+            features,
+            labels,
+            activities,
+            folds=folds,
+            seed=seed,
+            epochs=epochs or 60,
+            batch_size=hyper.batch_size,
+            config=model.config,
+            lr=hyper.lr,
+            plateau_factor=hyper.plateau_factor,
+            plateau_patience=hyper.plateau_patience,
+        )
+        cv["confusion_png"] = str(
+            plot_confusion(cv["confusion_normalised"], list(activities), out / "activity_confusion.png")
+        )
+        results["activity"] = cv
+    return results
+
+
+def _make_command(name: str, parts: tuple[str, ...], doc: str):  # noqa: ANN202 - a Typer command
+    def command(
+        data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+        checkpoint: Path | None = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+        out: Path = typer.Option(Path("runs/eval"), "--out", help="Folder for the JSON/Markdown reports."),
+        split: str = typer.Option("val", "--split", help="Split of --data to evaluate (pipeline, prn)."),
+        max_images: int | None = typer.Option(None, "--max-images", min=1, help="Only the first N images."),
+        device: str | None = typer.Option(None, "--device", help="cpu, cuda … Default: CUDA when present."),
+        folds: int = typer.Option(
+            5, "--folds", min=2, help="Activity: cross-validation folds (20 % each at 5)."
+        ),
+        epochs: int | None = typer.Option(
+            None, "--epochs", min=1, help="Activity: epochs per fold (default 60)."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Folds, fold training and the real-pose overlays."),
+        real_poses: bool = typer.Option(
+            True, "--real-poses/--no-real-poses", help="PRN: also on real COCO poses overlaid 2–4 to a scene."
+        ),
+        scenes: int = typer.Option(200, "--scenes", min=1, help="PRN: number of overlaid real-pose scenes."),
+        poses: Path | None = typer.Option(
+            None, "--poses", help="Activity: a poses JSON (`posestream data poses`)."
+        ),
+    ) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            results = _run(
+                parts,
+                data,
+                checkpoint,
+                out,
+                split,
+                max_images,
+                device,
+                folds,
+                epochs,
+                seed,
+                real_poses,
+                scenes,
+                poses,
+            )
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        _finish(results, out, "eval" if name == "all" else f"eval_{name}")
+
+    command.__doc__ = doc
+    return command
+
+
+COMMANDS = {
+    "pipeline": (
+        ("pipeline",),
+        "COCO keypoint AP/AR (OKS) and person box AP/AR of the whole pipeline on --split.",
+    ),
+    "prn": (
+        ("prn",),
+        "PRN alone on ground-truth peaks + boxes: --data's split and real COCO poses overlaid.",
+    ),
+    "activity": (
+        ("activity",),
+        "Activity MLP: stratified k-fold CV, per-class P/R/F1, confusion matrix PNG.",
+    ),
+    "all": (("pipeline", "prn", "activity"), "pipeline + prn + activity, one report."),
+}
+
+
+def register(app: typer.Typer) -> None:
+    for name, (parts, doc) in COMMANDS.items():
+        eval_app.command(name)(_make_command(name, parts, doc))
+    app.add_typer(eval_app, name="eval")
