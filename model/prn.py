@@ -51,6 +51,12 @@ def render_prn_input(peaks: torch.Tensor, boxes: torch.Tensor, config: ModelConf
     return render_gaussians(centres, inside, grid_h, grid_w, config.prn_sigma)
 
 
+def as_distribution(grids: torch.Tensor) -> torch.Tensor:
+    """(N, J, H, W) grids scaled so that each joint's plane sums to 1 (all-zero planes stay zero)."""
+    sums = grids.flatten(2).sum(-1)[..., None, None]  # (N, J, 1, 1)
+    return torch.where(sums > 0, grids / sums.clamp(min=1e-12), torch.zeros_like(grids))
+
+
 class PoseResidualNetwork(nn.Module):
     def __init__(self, config: ModelConfig, num_keypoints: int = NUM_KEYPOINTS) -> None:
         super().__init__()
@@ -83,10 +89,20 @@ class PoseResidualNetwork(nn.Module):
         return torch.softmax(logits, dim=-1).view_as(grids)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Binary cross-entropy between the output (probabilities) and the person's own-joints grid."""
+        """Binary cross-entropy (the seed's loss) between the output and the person's own-joints grid.
+
+        The output is a distribution per joint, so the target is made one too (``as_distribution``): BCE
+        against Gaussians of peak 1 (sum ≈ 2πσ² ≠ 1) has its optimum on a flattened output that loses the
+        peak. Joints the person has no point for inside the box (all-zero target) are left out."""
         if output.shape != target.shape:
             raise ValueError(f"PRN target {tuple(target.shape)} does not match output {tuple(output.shape)}")
-        return {"prn": F.binary_cross_entropy(output.clamp(1e-7, 1 - 1e-7), target)}
+        target = as_distribution(target)
+        present = target.flatten(2).sum(-1) > 0  # (N, J)
+        per_cell = F.binary_cross_entropy(output.clamp(1e-7, 1 - 1e-7), target, reduction="none")
+        per_joint = per_cell.flatten(2).mean(-1)  # (N, J)
+        if not bool(present.any()):
+            return {"prn": per_joint.sum() * 0.0}
+        return {"prn": per_joint[present].mean()}
 
     def candidate_scores(
         self, output: torch.Tensor, centres: torch.Tensor, inside: torch.Tensor, peak_scores: torch.Tensor

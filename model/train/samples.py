@@ -3,7 +3,9 @@
 PRN (as the seed and the MultiPoseNet code): from ground-truth keypoints only. For each labelled
 person, its box enlarged by ``prn_box_enlarge`` is the grid's frame; the input is every labelled joint of
 *every* person that falls inside it, rendered by ``model.prn.render_prn_input`` (the very function the
-PRN stage uses at inference); the target is the same rendering of that person's own joints.
+PRN stage uses at inference); the target is the same rendering of that person's own joints, normalised to
+a distribution per joint like the PRN's softmax output. ``assignment_accuracy`` measures what the PRN is
+for: the share of joints given to their own person, with ground-truth peaks and boxes.
 
 Activity: ``model.activity.encode_poses`` of a person's keypoints in their box (as at inference) with the
 index of their label, either from a COCO-format file's ``activity`` field (the synthetic set) or from a
@@ -24,7 +26,8 @@ from torch.utils.data import Dataset
 
 from model.activity import encode_poses
 from model.config import ModelConfig
-from model.prn import enlarge_boxes, render_prn_input
+from model.predictions import Detections
+from model.prn import PoseResidualNetwork, as_distribution, enlarge_boxes, peaks_on_grid, render_prn_input
 from model.train.coco import CocoKeypoints, Person
 
 log = structlog.get_logger()
@@ -40,7 +43,56 @@ def prn_sample(people: list[Person], index: int, config: ModelConfig) -> tuple[t
     box = enlarge_boxes(torch.from_numpy(people[index].box[None].copy()), config.prn_box_enlarge)  # (1, 4)
     everyone = _as_peaks(labelled)  # (17, P, 3)
     own = _as_peaks([people[index]])  # (17, 1, 3)
-    return render_prn_input(everyone, box, config)[0], render_prn_input(own, box, config)[0]
+    # the target is a distribution per joint, as the PRN's softmax output (see PoseResidualNetwork.loss)
+    return render_prn_input(everyone, box, config)[0], as_distribution(render_prn_input(own, box, config))[0]
+
+
+def ground_truth_detections(people: list[Person]) -> tuple[Detections, np.ndarray]:
+    """The labelled people of one image as the stage's output, with their own keypoints as the only peaks
+    (score 1): Detections (boxes of score 1, peaks (17, P, 3)) and which (P, 17) joints are labelled."""
+    labelled = [p for p in people if p.labelled]
+    boxes = (
+        np.stack([p.box for p in labelled]).astype(np.float32) if labelled else np.zeros((0, 4), np.float32)
+    )
+    peaks = _as_peaks(labelled).numpy() if labelled else np.zeros((17, 0, 3), np.float32)
+    detections = Detections(boxes, np.ones(len(labelled), np.float32), peaks, 0, 0)
+    return detections, peaks[..., 2].T > 0
+
+
+def assignment_accuracy(
+    prn: PoseResidualNetwork, images: list[list[Person]], use_network: bool = True
+) -> dict[str, float]:
+    """Joint assignment with ground-truth peaks and boxes: the share of labelled joints given their own
+    person's point ("all"), and the same over the joints whose (enlarged) box also holds another person's
+    point of that joint ("ambiguous", where assignment is hard)."""
+    was_training = prn.training
+    prn.eval()
+    right = total = right_ambiguous = total_ambiguous = 0
+    try:
+        for people in images:
+            detections, labelled = ground_truth_detections(people)
+            if detections.num_persons == 0:
+                continue
+            [persons] = prn.assign([detections], use_network=use_network)
+            grid_boxes = enlarge_boxes(torch.from_numpy(detections.boxes), prn.config.prn_box_enlarge)
+            _, inside = peaks_on_grid(torch.from_numpy(detections.peaks), grid_boxes, prn.config.prn_grid)
+            inside = inside.numpy()  # (N, 17, P)
+            own = detections.peaks.transpose(1, 0, 2)[..., :2]  # (P, 17, 2)
+            chosen = np.stack([p.keypoints[:, :2] for p in persons])  # (P, 17, 2)
+            correct = np.all(np.isclose(chosen, own, atol=1e-3), axis=-1) & labelled  # (P, 17)
+            others = inside.sum(-1) - inside[np.arange(len(persons)), :, np.arange(len(persons))]
+            ambiguous = labelled & (others > 0)
+            right, total = right + int(correct.sum()), total + int(labelled.sum())
+            right_ambiguous += int((correct & ambiguous).sum())
+            total_ambiguous += int(ambiguous.sum())
+    finally:
+        prn.train(was_training)
+    return {
+        "all": right / max(total, 1),
+        "ambiguous": right_ambiguous / max(total_ambiguous, 1),
+        "joints": float(total),
+        "ambiguous_joints": float(total_ambiguous),
+    }
 
 
 def _as_peaks(people: list[Person]) -> torch.Tensor:

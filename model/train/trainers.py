@@ -4,7 +4,8 @@
   plus intermediate supervision, step-decayed lr (reconstruction of the seed's lost Eq. 5).
 * ``train_detection`` — detection FPN + RetinaNet head on the frozen backbone (BatchNorm in eval mode, no
   gradient): SGD with RetinaNet's published settings, focal loss.
-* ``train_prn`` — Pose Residual Network on ground-truth keypoints: Adam (1e-3), binary cross-entropy.
+* ``train_prn`` — Pose Residual Network on ground-truth keypoints: Adam (1e-3), binary cross-entropy against
+  per-joint distributions; val: loss and joint-assignment accuracy.
 * ``train_activity`` — activity MLP on normalised keypoints: Adam (1e-3), ReduceLROnPlateau(0.1),
   cross-entropy.
 
@@ -34,7 +35,7 @@ from model.train.loop import (
     run_epoch,
     seed_everything,
 )
-from model.train.samples import ActivityPoseSet, PrnTrainingSet
+from model.train.samples import ActivityPoseSet, PrnTrainingSet, assignment_accuracy
 from model.train.schedule import multistep_factor, set_lr, step_decay_lr, warmup_factor
 from model.train.targets import PoseTrainingSet, collate_pose_batch
 
@@ -293,6 +294,10 @@ def train_prn(config: TrainConfig) -> RunState:
             metrics["val_loss"] = _mean_loss(
                 lambda x, y: prn.loss(prn(x), y)["prn"], prn, val_set, hyper.batch_size, config, run.device
             )
+            # what the PRN is for: joints given to their own person (ground-truth peaks and boxes)
+            accuracy = assignment_accuracy(prn, val_set.people)
+            metrics["val_assignment"] = accuracy["all"]
+            metrics["val_assignment_ambiguous"] = accuracy["ambiguous"]
         run.end_epoch(metrics, optimizer)
     return run.state
 
