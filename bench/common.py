@@ -1,0 +1,314 @@
+"""What every benchmark shares: thread pinning, timing (warm-up + repeats → median and IQR), the record of
+the machine a figure came from, the benchmark model (a workload of exactly P persons per frame), the
+synthetic frames, and the JSON / Markdown / PNG writers.
+
+Figures, not pass/fail: they depend on the machine and on whatever else runs on it, so every result file
+carries the environment and the load average seen during the run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+SEED = 0  # the benchmark model's weights: the same network on every run
+
+
+# ---------------------------------------------------------------------------------------------- threads
+def pin_threads(threads: int) -> int:
+    """Intra-op torch threads of this process (what a Ray actor with ``num_cpus`` < 2 gets is 1)."""
+    import torch
+
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+# ---------------------------------------------------------------------------------------------- timing
+@dataclass(frozen=True)
+class Timing:
+    samples_ms: tuple[float, ...]
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    def quartiles(self) -> tuple[float, float]:
+        q1, q3 = np.percentile(np.asarray(self.samples_ms), [25, 75])
+        return float(q1), float(q3)
+
+    def summary(self) -> dict[str, Any]:
+        q1, q3 = self.quartiles()
+        return {
+            "median_ms": round(self.median_ms, 2),
+            "q1_ms": round(q1, 2),
+            "q3_ms": round(q3, 2),
+            "iqr_ms": round(q3 - q1, 2),
+            "min_ms": round(min(self.samples_ms), 2),
+            "repeats": len(self.samples_ms),
+            "samples_ms": [round(s, 2) for s in self.samples_ms],
+        }
+
+
+def time_call(fn: Callable[[], object], *, warmup: int = 1, repeats: int = 5) -> Timing:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed (wall clock, ms)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000.0)
+    return Timing(tuple(samples))
+
+
+def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> dict[str, float | None]:
+    if not values:
+        return {f"p{q:g}": None for q in qs}
+    found = np.percentile(np.asarray(values, dtype=np.float64), list(qs))
+    return {f"p{q:g}": round(float(v), 1) for q, v in zip(qs, found, strict=True)}
+
+
+class LoadMonitor:
+    """Samples the 1-minute load average in the background while a benchmark runs."""
+
+    def __init__(self, interval_s: float = 5.0) -> None:
+        self.interval_s = interval_s
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load-monitor", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> LoadMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + 1)
+        self.samples.append(os.getloadavg()[0])
+
+    def summary(self) -> dict[str, float]:
+        values = self.samples or [os.getloadavg()[0]]
+        return {
+            "load1_mean": round(statistics.fmean(values), 2),
+            "load1_max": round(max(values), 2),
+            "samples": len(values),
+        }
+
+
+# ---------------------------------------------------------------------------------------------- machine
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment() -> dict[str, Any]:
+    """Where and with what a figure was measured."""
+    import psutil
+    import torch
+    import torchvision
+
+    try:
+        import ray
+
+        ray_version = ray.__version__
+    except ImportError:  # pragma: no cover - ray is a dependency
+        ray_version = None
+    return {
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu": _cpu_model(),
+        "cpu_count_logical": os.cpu_count(),
+        "cpu_count_physical": psutil.cpu_count(logical=False),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "ray": ray_version,
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        "git_commit": _git_commit(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- model
+def forced_persons_config(preset: str, size: int, persons: int, **overrides: Any) -> Any:
+    """The preset at ``size``×``size`` px whose detector reports exactly ``persons`` boxes per frame.
+
+    An untrained detector scores every anchor ≈ 0.01, below the thresholds, and would report nobody, so
+    PRN and activity would never run. With both score thresholds at 0 the detector keeps its top-P boxes
+    after NMS: the full per-person work (PRN on P boxes, activity on P persons) runs on every frame, as
+    it would for a trained model seeing P people. The PRN is the network (as with a trained checkpoint),
+    not the untrained nearest-peak fallback.
+    """
+    from model.config import ModelConfig
+
+    return ModelConfig.preset(
+        preset,
+        input_size=(size, size),
+        candidate_score_threshold=0.0,
+        person_score_threshold=0.0,
+        max_persons=persons,
+        prn_assignment="network",
+        **overrides,
+    )
+
+
+def build_model(config: Any, checkpoint: str | Path | None = None) -> Any:
+    """A MultiPoseNet of ``config``: the weights of ``checkpoint`` when given, else seeded random ones."""
+    import torch
+
+    from model.checkpoint import load_checkpoint
+    from model.multiposenet import MultiPoseNet
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = MultiPoseNet(config)
+    if checkpoint is not None:
+        trained, _ = load_checkpoint(checkpoint)
+        model.load_state_dict(trained.state_dict())
+        model.trained_parts = set(trained.trained_parts)
+    return model.eval()
+
+
+def write_bench_checkpoint(config: Any, path: Path, checkpoint: str | Path | None = None) -> Path:
+    """The benchmark model as a checkpoint file, so that Serve replicas load exactly this network."""
+    from model.checkpoint import save_checkpoint
+
+    model = build_model(config, checkpoint)
+    size = config.input_size[0]
+    version = f"bench-{config.preset_name}-{size}px-{config.max_persons}p"
+    return save_checkpoint(path, model, version=version)
+
+
+def synthetic_frames(count: int, size: int, people: int = 3, seed: int = SEED) -> list[np.ndarray]:
+    """``count`` frames (size×size BGR uint8) of the synthetic multi-person sequence (model.data)."""
+    from model.data.sequence import iter_sequence_frames
+
+    return [frame for frame, _ in iter_sequence_frames(count, people, seed, size=(size, size))]
+
+
+# ---------------------------------------------------------------------------------------------- writers
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(value: object) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, float):
+            if abs(value) < 10:
+                return f"{value:.2f}"
+            return f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_lines(
+    path: Path,
+    series: dict[str, tuple[Sequence[float], Sequence[float], Sequence[tuple[float, float]] | None]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logy: bool = False,
+) -> Path:
+    """One line per series: name → (xs, ys, optional (low, high) per point drawn as a band, e.g. the IQR)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for name, (xs, ys, bands) in series.items():
+        (line,) = ax.plot(xs, ys, marker="o", label=name)
+        if bands:
+            low, high = [b[0] for b in bands], [b[1] for b in bands]
+            ax.fill_between(xs, low, high, alpha=0.2, color=line.get_color())
+    if logy:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+    ticks = sorted({x for xs, _, _ in series.values() for x in xs})
+    if ticks and len(ticks) <= 12:
+        ax.set_xticks(ticks)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_bars(path: Path, labels: Sequence[str], values: Sequence[float], *, ylabel: str, title: str) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    bars = ax.bar(range(len(values)), values, color="tab:blue")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    for bar, value in zip(bars, values, strict=True):
+        top = (bar.get_x() + bar.get_width() / 2, bar.get_height())
+        text = f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+        ax.annotate(text, top, ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,39 @@
+"""Smoke test of the benchmarks' plumbing: people_scaling at toy settings writes the JSON it promises.
+
+Figures are not checked (they depend on the machine); only that both sides ran and processed exactly the
+requested number of people."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_people_scaling_writes_expected_json(tmp_path: Path) -> None:
+    out = tmp_path / "people_scaling.json"
+    command = [
+        sys.executable, "-m", "bench.people_scaling", "--size", "64", "--persons", "1", "2",
+        "--repeats", "1", "--warmup", "0", "--threads", "1", "--no-gmacs", "--no-plot",
+        "--models", "posestream-demo", "keypointrcnn-r50", "--out", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "people_scaling"
+    assert {"settings", "environment", "load", "rows", "ratios", "growth", "what_is_timed"} <= set(result)
+    assert result["settings"]["threads"] == 1
+    assert result["environment"]["torch_threads"] == 1
+    rows = {(row["model"], row["persons"]): row for row in result["rows"]}
+    assert set(rows) == {(m, p) for m in ("posestream-demo", "keypointrcnn-r50") for p in (1, 2)}
+    for (_, persons), row in rows.items():
+        assert row["persons_out"] == persons  # both sides really processed P people
+        assert row["repeats"] == 1 and row["median_ms"] > 0
+        assert {"q1_ms", "q3_ms", "iqr_ms", "min_ms", "samples_ms"} <= set(row)
+    assert set(result["growth"]) == {"posestream-demo", "keypointrcnn-r50"}
