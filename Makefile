@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit install bench clean
+.PHONY: run test lint unit cluster install bench clean
 
 install: $(STAMP)
 
@@ -24,10 +24,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/cluster
 
-# Lint, then the whole suite. pytest exits 5 when it collects no test, which fails this target.
-test: lint unit
+# In its own process after the main suite: a fake multi-node Ray cluster (its own `ray start`,
+# stopped by the test) that grows GPU worker nodes on a frame backlog and removes them when idle.
+cluster: $(STAMP)
+	$(BIN)/pytest -q tests/cluster
+
+# Lint, the suite, then the cluster step. pytest exits 5 when it collects no test, failing the target.
+test: lint unit cluster
 
 bench: $(STAMP)
 	$(BIN)/python bench/model_size.py

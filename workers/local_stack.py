@@ -1,15 +1,18 @@
 """The whole of posestream on one machine: embedded Redis, a local Ray, and the Serve app from the config.
 
-``local_stack()`` is a context manager shared by ``posestream demo`` (and meant for ``posestream serve``):
-it starts what is not given, deploys ``deploy/serve_config.yaml`` exactly as ``serve deploy`` would (with
-the Redis URL and any settings overrides put into the app's ``args.settings``), and tears everything down
-in reverse order, also on errors and Ctrl-C.
+``local_stack()`` is the one start-up and tear-down path of ``posestream serve``, ``posestream demo`` and
+the benchmarks: it starts what is not given, deploys ``deploy/serve_config.yaml`` exactly as ``serve
+deploy`` would (with the Redis URL and any settings overrides put into the app's ``args.settings``), and
+tears everything down in reverse order, also on errors and Ctrl-C. Tear-down drains first: every consumer
+replica stops reading and publishes the frames in flight while the model stages still answer; then the
+apps are deleted and Serve, Ray (when started here) and the embedded Redis stop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +22,9 @@ import structlog
 
 log = structlog.get_logger()
 
+OUR_APP = "workers.serve.app:build_app"
 OBJECT_STORE_BYTES = 200 * 1024 * 1024  # the stages pass boxes and peaks, never big tensors
+DRAIN_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -27,13 +32,17 @@ class LocalStack:
     redis_url: str
     settings: dict[str, Any] = field(default_factory=dict)  # what the app's consumers were given
     app_names: list[str] = field(default_factory=list)
+    metrics_endpoint: str | None = None  # this node's Prometheus endpoint
 
 
 def _with_overrides(schema: Any, settings: dict[str, Any], user_config: dict[str, Any]) -> Any:
-    """The deploy schema with ``settings`` merged into every app's args and ``user_config`` into every
-    deployment that has one (e.g. a checkpoint path)."""
+    """The deploy schema with ``settings`` merged into the args of every posestream app and
+    ``user_config`` into every deployment of it that has one (e.g. a checkpoint path)."""
     apps = []
     for app in schema.applications:
+        if app.import_path != OUR_APP:
+            apps.append(app)
+            continue
         args = dict(app.args or {})
         args["settings"] = {**dict(args.get("settings") or {}), **settings}
         deployments = []
@@ -46,6 +55,48 @@ def _with_overrides(schema: Any, settings: dict[str, Any], user_config: dict[str
     return schema.model_copy(update={"applications": apps})
 
 
+def metrics_endpoint() -> str | None:
+    """The Prometheus endpoint of this Ray node (``ray_posestream_*`` metrics appear there)."""
+    import ray
+
+    for node in ray.nodes():
+        if node.get("Alive") and node.get("MetricsExportPort"):
+            return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+    return None
+
+
+def drain_consumers(app_name: str, timeout_s: float = DRAIN_TIMEOUT_S) -> dict[str, Any]:
+    """Drain every FrameConsumer replica of ``app_name``; returns the summed integer counters.
+
+    A handle call reaches one replica, so drain calls are sent concurrently (a draining replica is busy,
+    the router prefers the others) until every running replica has answered once."""
+    from ray import serve
+
+    status = serve.status().applications.get(app_name)
+    if status is None or "FrameConsumer" not in status.deployments:
+        return {}
+    replicas = max(1, sum(status.deployments["FrameConsumer"].replica_states.values()))
+    handle = serve.get_deployment_handle("FrameConsumer", app_name=app_name)
+    drained: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(drained) < replicas and time.monotonic() < deadline:
+        calls = [handle.drain.remote() for _ in range(replicas - len(drained))]
+        for call in calls:
+            try:
+                stats = call.result(timeout_s=max(1.0, deadline - time.monotonic()))
+            except Exception as error:  # noqa: BLE001 - a replica gone already has nothing to drain
+                log.warning("drain_failed", app=app_name, error=repr(error))
+                replicas -= 1
+                continue
+            drained[str(stats.get("consumer", len(drained)))] = stats
+    totals: dict[str, Any] = {}
+    for stats in drained.values():
+        for key, value in stats.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                totals[key] = totals.get(key, 0) + value
+    return totals
+
+
 @contextlib.contextmanager
 def local_stack(
     *,
@@ -55,12 +106,17 @@ def local_stack(
     settings: dict[str, Any] | None = None,
     user_config: dict[str, Any] | None = None,
     num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    object_store_bytes: int = OBJECT_STORE_BYTES,
+    metrics_port: int | None = None,
     log_to_driver: bool = False,
     deploy_timeout_s: float = 600.0,
 ) -> Iterator[LocalStack]:
-    """Start embedded Redis (unless ``redis_url``), Ray and Serve (proxy disabled) and deploy the app.
+    """Start embedded Redis (unless ``redis_url``), Ray (unless running) and Serve (proxy disabled), deploy
+    the app, and on exit drain the consumers and stop everything started here.
 
     ``redis_dir``: the embedded server's data dir (default: a fresh temporary dir, removed at the end).
+    ``metrics_port``: the node's Prometheus port (default: chosen by Ray; see ``LocalStack``).
     """
     import ray
     from ray import serve
@@ -80,18 +136,41 @@ def local_stack(
         schema = _with_overrides(schema, overrides, user_config or {})
 
         if not ray.is_initialized():
-            ray.init(
+            init_args: dict[str, Any] = dict(
                 num_cpus=num_cpus,
+                num_gpus=num_gpus,
                 include_dashboard=False,
-                object_store_memory=OBJECT_STORE_BYTES,
+                object_store_memory=object_store_bytes,
                 log_to_driver=log_to_driver,
                 # Replicas read settings from args, not from the driver's environment.
             )
+            if metrics_port is not None:
+                init_args["_metrics_export_port"] = metrics_port
+            ray.init(**init_args)
             stack.callback(ray.shutdown)
         serve.start(proxy_location="Disabled")
         stack.callback(serve.shutdown)
         names = [app.name for app in schema.applications]
+        ours = [app.name for app in schema.applications if app.import_path == OUR_APP]
+        stack.callback(_stop_apps, names, ours)
         log.info("serve_deploying", apps=names, redis_url=redis_url)
         deploy_config_file(schema, timeout_s=deploy_timeout_s)
         log.info("serve_running", apps=names)
-        yield LocalStack(redis_url=redis_url, settings=overrides, app_names=names)
+        yield LocalStack(
+            redis_url=redis_url, settings=overrides, app_names=names, metrics_endpoint=metrics_endpoint()
+        )
+
+
+def _stop_apps(names: list[str], ours: list[str]) -> None:
+    """Drain our consumers (the model stages still answer), then delete every app."""
+    from ray import serve
+
+    for name in ours:
+        log.info("draining", app=name, hint="finishing the frames in flight")
+        try:
+            log.info("drained", app=name, **drain_consumers(name))
+        except Exception as error:  # noqa: BLE001 - tear-down goes on; unfinished frames stay pending
+            log.warning("drain_failed", app=name, error=repr(error))
+    for name in names:
+        with contextlib.suppress(Exception):
+            serve.delete(name, _blocking=True)

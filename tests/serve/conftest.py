@@ -1,5 +1,7 @@
 """One Ray + Serve instance for the whole Serve suite, one embedded redis-server, and the application
-deployed from deploy/serve_config.yaml itself (only the checkpoint and the Redis address are set here).
+deployed from deploy/serve_config.yaml itself (only the checkpoint, the Redis address and the stream
+settings are set here; two shards, so that the scaling test can spread them over two consumers — the
+other tests publish to shard 0 only).
 
 The model is the demo preset, untrained, at a 128 px input with its score thresholds at 0 so that every
 frame yields a few persons (the parity tests then compare real boxes, keypoints and activities).
@@ -8,6 +10,7 @@ frame yields a few persons (the parity tests then compare real boxes, keypoints 
 from __future__ import annotations
 
 import copy
+import os
 import time
 import urllib.request
 from collections.abc import Callable
@@ -64,17 +67,17 @@ class ServeApp:
     checkpoints: dict[str, Path]
     schema_raw: dict
 
-    def publish(self, camera_id: str, frame_id: int, image: bytes) -> str:
+    def publish(self, camera_id: str, frame_id: int, image: bytes, shard: int = 0) -> str:
         frame = Frame(camera_id=camera_id, frame_id=frame_id, ts=time.time(), image=image)
-        keys = self.settings.shard_keys(0)
+        keys = self.settings.shard_keys(shard)
         return self.redis.xadd(keys.frames, {STREAM_FIELD: frame.to_bytes()}).decode()
 
-    def messages(self, kind: str) -> list[dict]:
-        key = getattr(self.settings.shard_keys(0), kind)
+    def messages(self, kind: str, shard: int = 0) -> list[dict]:
+        key = getattr(self.settings.shard_keys(shard), kind)
         return [msgpack.unpackb(f[STREAM_FIELD.encode()], raw=False) for _, f in self.redis.xrange(key)]
 
-    def count(self, kind: str) -> int:
-        return int(self.redis.xlen(getattr(self.settings.shard_keys(0), kind)))
+    def count(self, kind: str, shard: int = 0) -> int:
+        return int(self.redis.xlen(getattr(self.settings.shard_keys(shard), kind)))
 
     def wait_for(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
@@ -97,16 +100,27 @@ class ServeApp:
 
     def redeploy(self, **user_config: object) -> None:
         """Deploy the same config again with these user_config changes in every model stage."""
-        from ray.serve.schema import ServeDeploySchema
-
-        from workers.serve.app import deploy_config_file
-
         raw = copy.deepcopy(self.schema_raw)
         for deployment in raw["applications"][0]["deployments"]:
             if deployment["name"] in MODEL_STAGES:
                 deployment["user_config"].update(user_config)
+        self.deploy(raw)
+
+    def deploy(self, raw: dict) -> None:
+        """Deploy this config (e.g. a copy of ``schema_raw`` with changes) and wait until it runs."""
+        from ray.serve.schema import ServeDeploySchema
+
+        from workers.serve.app import deploy_config_file
+
         self.schema_raw = raw
-        deploy_config_file(ServeDeploySchema.model_validate(raw))
+        deploy_config_file(ServeDeploySchema.model_validate(raw), timeout_s=240)
+
+    def replica_count(self, deployment: str) -> int:
+        """RUNNING replicas of a deployment of the app."""
+        from ray import serve
+
+        status = serve.status().applications[APP].deployments[deployment]
+        return int(status.replica_states.get("RUNNING", 0))
 
 
 def metric_total(text: str, name: str, **labels: str) -> float:
@@ -129,6 +143,8 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory):
 
     from workers.serve.app import DEFAULT_CONFIG, deploy_config_file
 
+    # Replicas report their autoscaling stats every second (default 10 s), so scaling tests stay short.
+    os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
     root = tmp_path_factory.mktemp("serve")
     checkpoints = {
         "test-v1": make_checkpoint(root / "v1.pt", "test-v1", seed=1),
@@ -147,7 +163,7 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory):
     settings = Settings(
         redis_url=server.url,
         stream_prefix="svt",
-        shards=1,
+        shards=2,
         lease_ttl_ms=3000,
         read_block_ms=100,
         max_deliveries=8,

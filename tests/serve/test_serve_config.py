@@ -11,7 +11,13 @@ from ray.serve.config import AutoscalingContext
 from ray.serve.deployment import Application
 from ray.serve.schema import ServeDeploySchema
 
-from workers.serve.app import BATCHED_DEPLOYMENTS, DEFAULT_CONFIG, build_app, check_deploy_config
+from workers.serve.app import (
+    BATCHED_DEPLOYMENTS,
+    DEFAULT_CONFIG,
+    build_app,
+    check_deploy_config,
+    load_deploy_config,
+)
 from workers.serve.consumer import BacklogPolicy
 
 
@@ -45,7 +51,36 @@ def test_a_batch_larger_than_the_ongoing_requests_is_refused() -> None:
         check_deploy_config(ServeDeploySchema.model_validate(raw))
 
 
-def _context(backlogs: list[float], low: int, high: int) -> AutoscalingContext:
+CLUSTER_CONFIG = DEFAULT_CONFIG.with_name("serve_config.cluster.yaml")
+
+
+@pytest.mark.parametrize("path", [DEFAULT_CONFIG, CLUSTER_CONFIG], ids=["local", "cluster"])
+def test_every_stage_scales_on_its_own_signal(path) -> None:
+    """Consumers on the backlog (custom policy, up to the shard count); the stages on handle traffic,
+    the backbone on queued batches (its target is whole batches waiting per replica)."""
+    [app] = load_deploy_config(path).applications
+    deployments = {d.name: d for d in app.deployments}
+    consumer = deployments["FrameConsumer"].autoscaling_config
+    assert consumer["policy"]["policy_function"] == "workers.serve.consumer:BacklogPolicy"
+    assert consumer["max_replicas"] >= consumer["min_replicas"] >= 1
+    for name in BATCHED_DEPLOYMENTS:
+        scaling = deployments[name].autoscaling_config
+        assert "policy" not in scaling and scaling["target_ongoing_requests"] > 0
+    backbone = deployments["PoseBackbone"]
+    target = backbone.autoscaling_config["target_ongoing_requests"]
+    assert target % backbone.user_config["max_batch_size"] == 0
+
+
+def test_the_cluster_config_asks_for_gpus_and_covers_the_shards() -> None:
+    [app] = load_deploy_config(CLUSTER_CONFIG).applications
+    deployments = {d.name: d for d in app.deployments}
+    assert deployments["PoseBackbone"].ray_actor_options.num_gpus > 0
+    shards = int(app.runtime_env["env_vars"]["POSESTREAM_SHARDS"])
+    assert deployments["FrameConsumer"].autoscaling_config["max_replicas"] == shards
+    assert isinstance(build_app(app.args), Application)
+
+
+def _context(backlogs: list[float], low: int, high: int, shards: float | None = None) -> AutoscalingContext:
     deployment = DeploymentID(name="FrameConsumer", app_name="posestream")
     replicas = [ReplicaID(unique_id=f"r{i}", deployment_id=deployment) for i in range(len(backlogs))]
     return AutoscalingContext(
@@ -57,7 +92,10 @@ def _context(backlogs: list[float], low: int, high: int) -> AutoscalingContext:
         running_replicas=replicas,
         total_num_requests=0.0,
         total_queued_requests=0.0,
-        aggregated_metrics={"backlog": dict(zip(replicas, backlogs, strict=True))},
+        aggregated_metrics={
+            "backlog": dict(zip(replicas, backlogs, strict=True)),
+            **({"shards": dict.fromkeys(replicas, shards)} if shards is not None else {}),
+        },
         raw_metrics=None,
         capacity_adjusted_min_replicas=low,
         capacity_adjusted_max_replicas=high,
@@ -77,3 +115,8 @@ def test_consumers_scale_with_the_backlog_up_to_the_shard_count(backlogs: list[f
     replicas, state = BacklogPolicy(frames_per_replica=64)(_context(backlogs, low=1, high=4))
     assert replicas == expected
     assert state["backlog"] == sum(backlogs)
+
+
+def test_consumers_never_outnumber_the_shards_the_replicas_report() -> None:
+    replicas, _ = BacklogPolicy(frames_per_replica=8)(_context([1000.0], low=1, high=16, shards=3.0))
+    assert replicas == 3

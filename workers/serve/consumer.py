@@ -3,8 +3,9 @@
 It receives no requests: its loop is an asyncio task started in ``__init__``, ``check_health()`` raises
 once that task has ended (so Serve replaces the replica), and ``record_autoscaling_stats()`` reports the
 backlog of the shards it holds, which ``BacklogPolicy`` turns into a replica count (Serve's default
-policy counts requests and would never scale a consumer). Shutting a replica down drains it: no more
-reads, frames in flight finished and published, leases released.
+policy counts requests and would never scale a consumer). Replicas share the shards out among themselves
+(``balance.ShardBalancer``), so an added replica takes shards from the others. Shutting a replica down
+drains it: no more reads, frames in flight finished and published, leases released.
 """
 
 from __future__ import annotations
@@ -45,25 +46,40 @@ class FrameConsumer:
         self._client: Any = None
         self._task: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
+        self._balancer: Any = None
+        self._balance_task: asyncio.Task[None] | None = None
         if config.get("consume", True):
             self._start()
 
     def _start(self) -> None:
-        from workers.streams import StreamConsumer, connect
+        from workers.serve.balance import BalancedStreamConsumer, ShardBalancer
+        from workers.streams import connect
 
         if not self._settings.redis_url:
             raise ValueError("FrameConsumer needs settings.redis_url (app args or POSESTREAM_REDIS_URL)")
         context = serve.get_replica_context()
         self._client = connect(self._settings.redis_url, self._settings)
-        self._consumer = StreamConsumer(
+        self._consumer = BalancedStreamConsumer(
             self._client, self.pipeline, self._settings, name=f"{context.deployment}-{context.replica_tag}"
+        )
+        self._balancer = ShardBalancer(
+            self._consumer,
+            self._client,
+            f"{self._settings.stream_prefix}:consumers:{context.app_name}",
+            self._settings.lease_ttl_ms,
         )
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run(), name="frame-consumer")
+        self._balance_task = loop.create_task(
+            self._balancer.run(self._settings.renew_interval_ms / 1000), name="frame-consumer-balance"
+        )
         self._stats_task = loop.create_task(self._report_forever(), name="frame-consumer-stats")
 
     async def _run(self) -> None:
         await self.pipeline.refresh()  # the model version the first frames are stamped with
+        # Take no more than this replica's share of the shards from the very first tick.
+        with contextlib.suppress(Exception):
+            await self._balancer.tick()
         await self._consumer.run()
 
     # ------------------------------------------------------------------ Serve hooks
@@ -73,22 +89,30 @@ class FrameConsumer:
             raise RuntimeError(f"the consumer loop has ended: {error!r}")
 
     async def record_autoscaling_stats(self) -> dict[str, float]:
-        """The backlog of the shards this replica holds (stand-by replicas report 0)."""
+        """The backlog of the shards this replica holds (stand-by replicas report 0) and the shard count,
+        which caps the replicas ``BacklogPolicy`` asks for."""
         if self._consumer is None:
-            return {"backlog": 0.0, "shards_held": 0.0}
+            return {"backlog": 0.0, "shards_held": 0.0, "shards": float(self._settings.shards)}
         stats = self._consumer.stats()
         held = set(stats["shards_held"])
         backlog = sum(n for shard, n in stats["backlog"].items() if shard in held)
-        return {"backlog": float(backlog), "shards_held": float(len(held))}
+        shards = float(self._settings.shards)
+        return {"backlog": float(backlog), "shards_held": float(len(held)), "shards": shards}
 
     async def drain(self) -> dict[str, Any]:
         """Stop reading, finish and publish the frames in flight, release the leases; returns the stats.
 
         ``posestream serve`` calls it before deleting the app, while the model stages still run."""
-        if self._consumer is not None and self._task is not None and not self._task.done():
+        if self._consumer is None:
+            return self.stats()
+        if self._task is not None and not self._task.done():
             self._consumer.stop()
             with contextlib.suppress(Exception):
                 await self._task
+        # Out of the shard registry, so that the other replicas take this one's share at once.
+        if self._balance_task is not None:
+            self._balance_task.cancel()
+        await self._balancer.leave()
         return self.stats()
 
     async def __del__(self) -> None:
@@ -111,7 +135,12 @@ class FrameConsumer:
         """The consumer's counters and state (empty when not consuming)."""
         if self._consumer is None:
             return {}
-        return {**self._consumer.stats(), "loop_running": self._task is not None and not self._task.done()}
+        return {
+            **self._consumer.stats(),
+            "loop_running": self._task is not None and not self._task.done(),
+            "max_shards": self._consumer.max_shards,
+            "live_consumers": self._balancer.live_consumers,
+        }
 
     # ------------------------------------------------------------------ metrics
     async def _report_forever(self) -> None:
@@ -137,8 +166,9 @@ class FrameConsumer:
 
 class BacklogPolicy:
     """Consumers from the backlog their replicas report: one replica per ``frames_per_replica`` waiting
-    frames, within the deployment's min/max replicas (set max_replicas to the shard count: more
-    consumers than shards only stand by). Configured in ``autoscaling_config.policy`` of the deploy file."""
+    frames, within the deployment's min/max replicas and never more than the shard count the replicas
+    report (a consumer beyond it would only stand by). Configured in ``autoscaling_config.policy`` of the
+    deploy file; Serve applies its ``upscale_delay_s``/``downscale_delay_s`` to what this returns."""
 
     def __init__(self, frames_per_replica: float) -> None:
         if frames_per_replica <= 0:
@@ -146,8 +176,11 @@ class BacklogPolicy:
         self.frames_per_replica = frames_per_replica
 
     def __call__(self, ctx: Any) -> tuple[int, dict[str, Any]]:
-        reported = (ctx.aggregated_metrics or {}).get("backlog", {})
-        backlog = sum(reported.values())
+        metrics = ctx.aggregated_metrics or {}
+        backlog = sum(metrics.get("backlog", {}).values())
         wanted = max(1, math.ceil(backlog / self.frames_per_replica))
+        shards = max(metrics.get("shards", {}).values(), default=None)
+        if shards is not None:
+            wanted = min(wanted, max(1, int(shards)))
         low, high = ctx.capacity_adjusted_min_replicas, ctx.capacity_adjusted_max_replicas
         return min(high, max(low, wanted)), {"backlog": backlog}
