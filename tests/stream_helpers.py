@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import msgpack
@@ -19,6 +20,7 @@ from schemas.settings import Settings
 from schemas.streams import shard_for
 from schemas.wire import STREAM_FIELD, Frame
 
+T = TypeVar("T")
 DEBIAN_REDIS = Path("/usr/bin/redis-server")
 
 
@@ -109,6 +111,36 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0, wha
         await asyncio.sleep(0.05)
 
 
+def run_scenario(scenario: Awaitable[T], timeout_s: float = 90.0, what: str = "the scenario") -> T:
+    """``asyncio.run`` that can never hang a test: the scenario is bounded, and tasks left running
+    (a consumer that ignores its cancellation) fail the test instead of blocking the loop's shutdown."""
+
+    async def bounded() -> T:
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await scenario
+        except TimeoutError:
+            raise AssertionError(f"{what} did not finish within {timeout_s} s") from None
+
+    loop = asyncio.new_event_loop()
+    try:
+        result = loop.run_until_complete(bounded())
+        leftover = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            _done, stuck = loop.run_until_complete(asyncio.wait(leftover, timeout=10))
+            if stuck:
+                raise AssertionError(
+                    f"tasks still running after cancel: {sorted(t.get_name() for t in stuck)}"
+                )
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        return result
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
 async def run_until_finished(
     consumer, client: redis.Redis, settings: Settings, expected: int, timeout_s: float = 60.0
 ) -> None:
@@ -120,7 +152,8 @@ async def run_until_finished(
         )
     finally:
         consumer.stop()
-        await asyncio.wait_for(task, timeout=30)
+        async with asyncio.timeout(30):
+            await task
 
 
 class FakePipeline:

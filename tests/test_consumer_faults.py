@@ -17,6 +17,7 @@ from stream_helpers import (
     frame_payload,
     outputs,
     publish,
+    run_scenario,
     wait_until,
 )
 
@@ -64,7 +65,7 @@ def test_killed_owner_mid_window_the_next_holder_finishes_its_frames(redis_url, 
         await client.aclose()
         return first.stats(), standby.stats()
 
-    first, standby = asyncio.run(scenario())
+    first, standby = run_scenario(scenario())
     _assert_each_frame_once(sync_redis, settings, camera, list(range(8)))
     assert first["frames_acked"] == 0 and first["frames_consumed"] == 4
     assert standby["frames_acked"] == 8 and standby["leases_acquired"] == 1
@@ -95,7 +96,7 @@ def test_stalled_owner_publishes_nothing_when_it_wakes(redis_url, sync_redis):
             stalled_stats.update(consumer.stats())
             await client.aclose()
 
-        asyncio.run(main())
+        run_scenario(main())
 
     thread = threading.Thread(target=stalled_owner, daemon=True)
     thread.start()
@@ -113,7 +114,7 @@ def test_stalled_owner_publishes_nothing_when_it_wakes(redis_url, sync_redis):
         await client.aclose()
         return successor.stats()
 
-    successor = asyncio.run(scenario())
+    successor = run_scenario(scenario())
     stop_stalled[0]()
     thread.join(timeout=30)
     assert not thread.is_alive()
@@ -147,7 +148,7 @@ def test_the_fence_refuses_a_stale_token(redis_url, sync_redis):
         await client.aclose()
         return refused, published, again
 
-    refused, published, again = asyncio.run(scenario())
+    refused, published, again = run_scenario(scenario())
     assert refused == PublishStatus.FENCED
     assert published == PublishStatus.PUBLISHED and again == PublishStatus.ALREADY_DONE
     assert sync_redis.xlen(keys.events) == 1 and sync_redis.xlen(keys.results) == 1
@@ -172,7 +173,7 @@ def test_entries_deleted_while_pending_do_not_stay_pending(redis_url, sync_redis
         await task
         await client.aclose()
 
-    asyncio.run(scenario())
+    run_scenario(scenario())
     _assert_each_frame_once(sync_redis, settings, camera, [0, 2, 3])
 
 
@@ -207,11 +208,12 @@ def test_redis_restart_mid_run_reconnects_and_finishes(tmp_path, variant):
                     publish(sync, settings, camera, frame_payload(camera, frame_id))
             await wait_until(lambda: finished_count(sync, settings) >= 24, timeout_s=60, what="all frames")
             consumer.stop()
-            await asyncio.wait_for(task, timeout=30)
+            async with asyncio.timeout(30):
+                await task
             await client.aclose()
             return consumer.stats()
 
-        stats = asyncio.run(scenario())
+        stats = run_scenario(scenario())
         for camera in cameras:
             _assert_each_frame_once(sync, settings, camera, list(range(12)))
         assert stats["leases_acquired"] >= 3  # both shards taken again after the restart

@@ -19,6 +19,7 @@ from stream_helpers import (
     outputs,
     publish,
     read_messages,
+    run_scenario,
     run_until_finished,
     wait_until,
 )
@@ -56,7 +57,7 @@ def test_two_cameras_two_shards_in_order_with_the_model(redis_url, sync_redis, p
         await client.aclose()
         return stats
 
-    stats = asyncio.run(scenario())
+    stats = run_scenario(scenario())
     found = _assert_books_balance(sync_redis, settings, stats, 2 * per_camera)
     assert stats["frames_ok"] == 2 * per_camera and stats["frames_dead"] == 0, stats
     assert stats["shards_held"] == []  # released at stop
@@ -101,7 +102,7 @@ def test_events_match_the_pipeline_and_keep_order_across_a_window(redis_url, syn
         await client.aclose()
         return consumer.stats()
 
-    stats = asyncio.run(scenario())
+    stats = run_scenario(scenario())
     found = _assert_books_balance(sync_redis, settings, stats, 18)
     assert stats["events_published"] == 18
     for camera in (cam_a, cam_b):
@@ -146,7 +147,7 @@ def test_bad_input_is_dead_lettered_with_its_reason_while_good_frames_flow(redis
         await client.aclose()
         return consumer.stats()
 
-    stats = asyncio.run(scenario())
+    stats = run_scenario(scenario())
     found = _assert_books_balance(sync_redis, settings, stats, total)
     letters = [DeadLetter.model_validate(d) for d in found["dead"]]
     assert Counter(d.reason for d in letters) == Counter(list(bad) + ["schema"])
@@ -193,7 +194,7 @@ def test_poison_frames_are_dead_lettered(redis_url, sync_redis, how):
         await client.aclose()
         return consumer.stats()
 
-    stats = asyncio.run(scenario())
+    stats = run_scenario(scenario())
     found = _assert_books_balance(sync_redis, settings, stats, 4)
     assert [d["reason"] for d in found["dead"]] == [DeadReason.POISON.value]
     assert found["dead"][0]["source_id"] == poison_id
@@ -223,7 +224,7 @@ def test_stale_frames_by_age(redis_url, sync_redis):
         await client.aclose()
         return consumer.stats()
 
-    stats = asyncio.run(scenario())
+    stats = run_scenario(scenario())
     found = _assert_books_balance(sync_redis, settings, stats, 5)
     statuses = [(r["frame_id"], r["status"]) for r in found["results"]]
     assert statuses == [(0, "stale"), (1, "stale"), (2, "stale"), (3, "ok"), (4, "ok")]
@@ -246,7 +247,7 @@ def test_stale_frames_behind_a_newer_one_under_backlog(redis_url, sync_redis):
         await client.aclose()
         return consumer.stats()
 
-    stats = asyncio.run(scenario())
+    stats = run_scenario(scenario())
     found = _assert_books_balance(sync_redis, settings, stats, 8)
     for camera in (cam_a, cam_b):
         statuses = [(r["frame_id"], r["status"]) for r in found["results"] if r["camera_id"] == camera]

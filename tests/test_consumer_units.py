@@ -7,7 +7,7 @@ import asyncio
 import cv2
 import numpy as np
 import pytest
-from stream_helpers import frame_payload, image_bytes
+from stream_helpers import frame_payload, image_bytes, run_scenario
 
 from schemas.wire import STREAM_FIELD, DeadReason
 from workers.streams.decode import FrameRejected, decode_entry, image_size, parse_entry, to_bgr8
@@ -111,7 +111,7 @@ def test_window_publishes_each_camera_in_frame_order():
         assert window.room == 5 and len(window) == 0
         assert await asyncio.wait_for(window.wait_for_room(), 1) == 5
 
-    asyncio.run(scenario())
+    run_scenario(scenario())
     assert published[0] == (None, None)
     assert [p for p in published if p[0] == "a"] == [("a", 1), ("a", 2)]
     assert ("b", 7) in published

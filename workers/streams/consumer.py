@@ -12,6 +12,7 @@ so the leases lapse and the next owner finishes the frames.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import os
 import socket
@@ -29,7 +30,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 from schemas.settings import Settings
 from workers.pipeline import FramePipeline
 from workers.streams.lease import ShardLease
-from workers.streams.shard import ShardConsumer
+from workers.streams.shard import ShardConsumer, raise_if_cancel_requested
 from workers.streams.stats import ConsumerStats
 
 log = structlog.get_logger()
@@ -64,6 +65,8 @@ class StreamConsumer:
         shards: which shards this consumer may take (default: all of ``settings.shards``).
         max_shards: at most this many shards held at once (default: no limit).
         call_batch: frames per pipeline call (default ``settings.read_batch``).
+        drain_timeout_s: how long ``stop()`` waits for frames in flight before it cancels the shard
+            tasks (those frames stay pending and the next owner finishes them).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class StreamConsumer:
         shards: Sequence[int] | None = None,
         max_shards: int | None = None,
         call_batch: int | None = None,
+        drain_timeout_s: float = 60.0,
     ):
         self.client = client
         self.pipeline = pipeline
@@ -86,6 +90,7 @@ class StreamConsumer:
             self.settings.shard_keys(shard)  # validates the range
         self.max_shards = max_shards if max_shards is not None else len(self.shards)
         self.call_batch = call_batch
+        self.drain_timeout_s = drain_timeout_s
         self._instance = uuid.uuid4().hex[:12]  # part of every fencing token this consumer mints
         self._stats = ConsumerStats()
         self._leases: dict[int, ShardLease] = {}
@@ -135,14 +140,33 @@ class StreamConsumer:
         interval = self.settings.renew_interval_ms / 1000
         try:
             while not self._stop.is_set():
+                raise_if_cancel_requested()  # a cancelled consumer must never renew its leases again
                 await self._tick()
-                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=interval)
+                await self._wait_for_stop(interval)
+            await self._shutdown(interval)
         except asyncio.CancelledError:
-            for task in self._tasks.values():
-                task.cancel()
+            await self._cancel_workers(interval)
             raise
-        await self._shutdown(interval)
+
+    async def _wait_for_stop(self, timeout: float) -> None:
+        # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for returns normally, swallowing
+        # the cancellation, when it is cancelled just as the awaited thing completes.
+        with contextlib.suppress(builtins.TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._stop.wait()
+
+    async def _cancel_workers(self, interval: float) -> None:
+        """A crash: cancel the shard tasks and wait for them, so that none outlives ``run()``. A task
+        that swallowed its cancellation (see ``raise_if_cancel_requested``) is cancelled again."""
+        deadline = time.monotonic() + max(10 * interval, 5.0)
+        running = [t for t in self._tasks.values() if not t.done()]
+        while running and time.monotonic() < deadline:
+            for task in running:
+                task.cancel()
+            await asyncio.wait(running, timeout=interval)
+            running = [t for t in running if not t.done()]
+        if running:
+            self.log.error("shard_tasks_ignore_cancel", tasks=[t.get_name() for t in running])
 
     # ------------------------------------------------------------------ internals
     async def _tick(self) -> None:
@@ -224,11 +248,17 @@ class StreamConsumer:
         """Drain: workers stop reading and publish what is in flight while leases keep being renewed."""
         for worker in self._workers.values():
             worker.stop()
+        deadline = time.monotonic() + self.drain_timeout_s
         while True:
+            raise_if_cancel_requested()
             with contextlib.suppress(ConnectionError, TimeoutError):
                 await self._renew()
             running = [t for t in self._tasks.values() if not t.done()]
             if not running:
+                break
+            if time.monotonic() > deadline:  # a stuck pipeline: give up the window, the next owner claims it
+                self.log.warning("drain_timed_out", shards=self.held_shards, timeout_s=self.drain_timeout_s)
+                await self._cancel_workers(interval)
                 break
             await asyncio.wait(running, timeout=interval)
         with contextlib.suppress(ConnectionError, TimeoutError):

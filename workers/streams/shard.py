@@ -105,6 +105,7 @@ class ShardConsumer:
     async def run(self) -> None:
         failures = 0
         while not self._stopping and self.lease.token is not None:
+            raise_if_cancel_requested()
             try:
                 await self._work()
                 return
@@ -129,6 +130,7 @@ class ShardConsumer:
         async with asyncio.TaskGroup() as tasks:
             await self._take(await self.reader.claim_pending(), window, tasks)
             while not self._stopping:
+                raise_if_cancel_requested()
                 self._check_lease()
                 room = await window.wait_for_room()
                 try:
@@ -354,6 +356,19 @@ class ShardConsumer:
             self.log.debug(
                 "frame_done", camera_id=slot.camera_id, frame_id=slot.frame_id, persons=len(out.events)
             )
+
+
+def raise_if_cancel_requested() -> None:
+    """Raise CancelledError if this task was asked to cancel but is still running.
+
+    On Python 3.11 ``asyncio.wait_for`` returns normally, swallowing the cancellation, when it is
+    cancelled just as the awaited thing completes (CPython gh-86296; fixed in 3.12). redis-py wraps
+    every socket write in it, so ``task.cancel()`` can be lost inside any Redis call. The request count
+    (``Task.cancelling()``) survives, so loops check it: a cancelled consumer must stop for good.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError("cancellation requested (it was swallowed by an inner wait_for)")
 
 
 def _failure_kind(exc: BaseException) -> str | None:
