@@ -218,12 +218,14 @@ def test_prn_samples_hold_everyone_in_the_box_but_target_only_the_person():
     flat_in = grid_in[0].flatten()
     strong = (flat_in > 0.9).sum().item()
     assert strong >= 2  # both noses are in A's input
-    assert (grid_target[0] > 0.9).sum().item() >= 1
-    assert float(grid_target[0].max()) > 0.9 and float(grid_in[15].max()) > 0.9
+    # Targets are per-joint distributions (they sum to 1, like the PRN's softmax output).
+    assert abs(float(grid_target[0].sum()) - 1.0) < 1e-4
+    assert abs(float(grid_target[15].sum()) - 1.0) < 1e-4 and float(grid_in[15].max()) > 0.9
     # the target keeps only A's nose: its peak is where A's nose is, not B's
     peak = int(grid_target[0].argmax())
     assert float(grid_in[0].flatten()[peak]) > 0.9
-    assert float((grid_in[0] - grid_target[0]).clamp(min=0).max()) > 0.9  # B's nose is input-only
+    b_only = (grid_in[0] > 0.9) & (grid_target[0] < 1e-3 * float(grid_target[0].max()))
+    assert int(b_only.sum()) >= 1  # B's nose is input-only
     assert float(grid_target[1:15].abs().sum()) == 0.0
 
 
