@@ -104,20 +104,29 @@ def _u(rng: np.random.Generator, low: float, high: float) -> float:
 
 
 def gait_pose(rng: np.random.Generator, phase: float, running: bool) -> Pose:
-    """Walking or running at gait ``phase`` (radians); ranges overlap at a jog / brisk walk."""
+    """Walking or running at gait ``phase`` (radians); ranges overlap at a jog / brisk walk.
+
+    The left thigh is forward for sin(phase) > 0. Continuous in ``phase`` for a fixed ``rng`` state, so
+    sequences can advance the phase frame by frame.
+    """
     s, c = math.sin(phase), math.cos(phase)
     if running:
-        stride, offset, swing_knee = _u(rng, 22, 45), _u(rng, 5, 15), _u(rng, 55, 115)
-        stance_knee, arm_swing, elbow = _u(rng, 10, 35), _u(rng, 22, 55), _u(rng, 65, 110)
-        lean, lift = _u(rng, 5, 18), max(0.0, _u(rng, -0.01, 0.05)) * abs(c)
+        stride, offset, swing_knee = _u(rng, 24, 45), _u(rng, 5, 15), _u(rng, 60, 115)
+        stance_knee, push_knee, arm_swing = _u(rng, 12, 35), _u(rng, 10, 25), _u(rng, 25, 55)
+        elbow, lean, lift = _u(rng, 70, 110), _u(rng, 8, 20), max(0.0, _u(rng, -0.01, 0.05)) * abs(c)
+        hip_abd = (_u(rng, 0, 6), _u(rng, 0, 6))
     else:
-        stride, offset, swing_knee = _u(rng, 10, 30), _u(rng, 0, 6), _u(rng, 15, 55)
-        stance_knee, arm_swing, elbow = _u(rng, 0, 12), _u(rng, 6, 28), _u(rng, 8, 45)
-        lean, lift = _u(rng, -2, 7), 0.0
+        stride, offset, swing_knee = _u(rng, 16, 30), _u(rng, 0, 6), _u(rng, 30, 70)
+        stance_knee, push_knee, arm_swing = _u(rng, 0, 10), _u(rng, 15, 35), _u(rng, 12, 30)
+        elbow, lean, lift = _u(rng, 8, 40), _u(rng, -2, 5), 0.0
+        hip_abd = (_u(rng, 0, 4), _u(rng, 0, 4))  # feet land near one line, narrower than a stance
 
     def knee(side_sign: float) -> float:
-        # the leg moving forward (swing) bends; the stance leg stays nearly straight
-        return stance_knee + swing_knee * max(0.0, side_sign * c) ** 1.2
+        # the leg swinging forward bends (a walker's most while its thigh is still behind, so the foot
+        # clears the ground and then reaches forward); the trailing leg bends as its heel lifts
+        swinging, trailing = max(0.0, side_sign * c), max(0.0, -side_sign * s)
+        early_swing = 1.0 if running else 0.5 - 0.5 * side_sign * s
+        return stance_knee + swing_knee * swinging**1.2 * early_swing + push_knee * trailing**2
 
     return Pose(
         lean=lean,
@@ -126,7 +135,7 @@ def gait_pose(rng: np.random.Generator, phase: float, running: bool) -> Pose:
         head_pitch=_u(rng, -8, 12),
         head_yaw=_u(rng, -20, 20),
         hip_flex=(offset + stride * s, offset - stride * s),
-        hip_abd=(_u(rng, 0, 6), _u(rng, 0, 6)),
+        hip_abd=hip_abd,
         knee_flex=(knee(1.0), knee(-1.0)),
         shoulder_flex=(-arm_swing * s + _u(rng, -4, 8), arm_swing * s + _u(rng, -4, 8)),
         shoulder_abd=(_u(rng, 4, 18), _u(rng, 4, 18)),
@@ -138,9 +147,21 @@ def gait_pose(rng: np.random.Generator, phase: float, running: bool) -> Pose:
     )
 
 
+# A still frame of a walker is drawn away from mid-stance, where the legs pass each other and the
+# frame looks like standing: |sin(phase)| >= this keeps a stride (thighs >= ~14 deg apart) in view.
+WALK_MIN_STRIDE_SIN = 0.45
+
+
+def still_gait_phase(rng: np.random.Generator, min_sin: float) -> float:
+    """A gait phase with |sin(phase)| >= ``min_sin``, either leg forward."""
+    edge = math.asin(min_sin)
+    return _u(rng, edge, math.pi - edge) + (math.pi if rng.random() < 0.5 else 0.0)
+
+
 def standing_pose(rng: np.random.Generator) -> Pose:
     weight = _u(rng, -1, 1)  # weight shift: one leg relaxed
-    step = _u(rng, -6, 16) if rng.random() < 0.3 else _u(rng, -4, 5)  # a foot set forward
+    # mostly feet side by side; sometimes a foot set a little forward (still narrower than a stride)
+    step = _u(rng, -4, 9) if rng.random() < 0.15 else _u(rng, -3, 4)
     arms = rng.choice(["side", "side", "hips", "front", "wave", "pocket"])
     flex, abd, elbow = [_u(rng, -8, 15), _u(rng, -8, 15)], [_u(rng, 4, 18), _u(rng, 4, 18)], [0.0, 0.0]
     elbow = [_u(rng, 0, 30), _u(rng, 0, 30)]
@@ -162,8 +183,8 @@ def standing_pose(rng: np.random.Generator) -> Pose:
         twist=_u(rng, -10, 10),
         head_pitch=_u(rng, -10, 20),
         head_yaw=_u(rng, -35, 35),
-        hip_flex=(step + _u(rng, -3, 3), _u(rng, -4, 6)),
-        hip_abd=(_u(rng, 0, 8) + 4 * max(weight, 0), _u(rng, 0, 8) + 4 * max(-weight, 0)),
+        hip_flex=(step + _u(rng, -2, 2), _u(rng, -3, 4)),
+        hip_abd=(_u(rng, 2, 9) + 4 * max(weight, 0), _u(rng, 2, 9) + 4 * max(-weight, 0)),
         knee_flex=(_u(rng, 0, 8) + 10 * max(weight, 0), _u(rng, 0, 8) + 10 * max(-weight, 0)),
         shoulder_flex=(flex[0], flex[1]),
         shoulder_abd=(abd[0], abd[1]),
@@ -202,7 +223,7 @@ def sitting_pose(rng: np.random.Generator, on_ground: bool | None = None) -> Pos
 
 def sample_pose(rng: np.random.Generator, activity: str) -> Pose:
     if activity == "walking":
-        return gait_pose(rng, _u(rng, 0, 2 * math.pi), running=False)
+        return gait_pose(rng, still_gait_phase(rng, WALK_MIN_STRIDE_SIN), running=False)
     if activity == "running":
         return gait_pose(rng, _u(rng, 0, 2 * math.pi), running=True)
     if activity == "sitting":
