@@ -1,6 +1,6 @@
 """What every benchmark shares: thread pinning, timing (warm-up + repeats → median and IQR), the record of
 the machine a figure came from, the benchmark model (a workload of exactly P persons per frame), the
-synthetic frames, and the JSON / Markdown / PNG writers.
+synthetic frames, the JSON / Markdown / PNG writers, and the command line every benchmark's ``main`` runs.
 
 Figures, not pass/fail: they depend on the machine and on whatever else runs on it, so every result file
 carries the environment and the load average seen during the run.
@@ -8,6 +8,7 @@ carries the environment and the load average seen during the run.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -312,3 +313,33 @@ def plot_bars(path: Path, labels: Sequence[str], values: Sequence[float], *, yla
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def add_output_args(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--out`` (default ``bench/results/<name>.json``; the plots go beside it) and ``--no-plot``."""
+    parser.add_argument("--out", type=Path, default=RESULTS / f"{name}.json")
+    parser.add_argument("--no-plot", dest="plot", action="store_false")
+
+
+def parse_bench_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser``'s arguments, with ``args.argv``: the words as given, for the result's ``command``."""
+    args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    return args
+
+
+def run_benchmark(
+    args: argparse.Namespace,
+    measure: Callable[[argparse.Namespace], dict[str, Any]],
+    markdown: Callable[[dict[str, Any]], str],
+    plots: Callable[[dict[str, Any], Path], list[Path]],
+) -> dict[str, Any]:
+    """Measure, plot beside ``args.out`` (unless ``--no-plot``), write the JSON, print the tables."""
+    result = measure(args)
+    if args.plot:
+        result["plots"] = [str(p) for p in plots(result, args.out.parent)]
+    write_json(args.out, result)
+    print(markdown(result))
+    print(f"wrote {args.out}")
+    return result

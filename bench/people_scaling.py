@@ -35,17 +35,18 @@ from typing import Any
 import numpy as np
 
 from bench.common import (
-    RESULTS,
     LoadMonitor,
     Timing,
+    add_output_args,
     build_model,
     environment,
     forced_persons_config,
     markdown_table,
+    parse_bench_args,
     pin_threads,
     plot_lines,
+    run_benchmark,
     synthetic_frames,
-    write_json,
 )
 
 MODELS = ("posestream-demo", "posestream-r50", "keypointrcnn-r50")
@@ -267,23 +268,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
     parser.add_argument("--scene-people", type=int, default=3, help="people drawn in the synthetic frame")
     parser.add_argument("--no-gmacs", dest="gmacs", action="store_false")
-    parser.add_argument("--out", type=Path, default=RESULTS / "people_scaling.json")
-    parser.add_argument("--no-plot", dest="plot", action="store_false")
-    args = parser.parse_args(argv)
-    args.argv = list(argv) if argv is not None else __import__("sys").argv[1:]
+    add_output_args(parser, "people_scaling")
+    args = parse_bench_args(parser, argv)
     args.persons = sorted(set(args.persons))
     return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    result = measure(args)
-    if args.plot:
-        result["plots"] = [str(p) for p in plots(result, args.out.parent)]
-    write_json(args.out, result)
-    print(markdown(result))
-    print(f"wrote {args.out}")
-    return result
+    return run_benchmark(parse_args(argv), measure, markdown, plots)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ that the Serve replicas load through their ``user_config`` and the bare side loa
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -35,16 +34,17 @@ from typing import Any
 import numpy as np
 
 from bench.common import (
-    RESULTS,
     LoadMonitor,
+    add_output_args,
     environment,
     forced_persons_config,
     markdown_table,
+    parse_bench_args,
     pin_threads,
     plot_bars,
+    run_benchmark,
     time_call,
     write_bench_checkpoint,
-    write_json,
 )
 from bench.stack import (
     CAMERAS,
@@ -198,24 +198,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--load", type=float, default=0.5, help="offered load as a fraction of capacity")
     parser.add_argument("--latency-frames", type=int, default=40)
-    parser.add_argument("--out", type=Path, default=RESULTS / "pipeline_overhead.json")
-    parser.add_argument("--no-plot", dest="plot", action="store_false")
-    args = parser.parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    add_output_args(parser, "pipeline_overhead")
+    args = parse_bench_args(parser, argv)
     if not 0 < args.load < 1:
         parser.error("--load must be in (0, 1): below capacity")
     return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    result = measure(args)
-    if args.plot:
-        result["plots"] = [str(p) for p in plots(result, args.out.parent)]
-    write_json(args.out, result)
-    print(markdown(result))
-    print(f"wrote {args.out}")
-    return result
+    return run_benchmark(parse_args(argv), measure, markdown, plots)
 
 
 if __name__ == "__main__":

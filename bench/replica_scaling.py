@@ -19,21 +19,21 @@ import argparse
 import math
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    RESULTS,
     LoadMonitor,
+    add_output_args,
     environment,
     forced_persons_config,
     markdown_table,
+    parse_bench_args,
     plot_bars,
+    run_benchmark,
     write_bench_checkpoint,
-    write_json,
 )
 from bench.stack import (
     STAGES,
@@ -192,25 +192,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser, persons=10)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--out", type=Path, default=RESULTS / "replica_scaling.json")
-    parser.add_argument("--no-plot", dest="plot", action="store_false")
+    add_output_args(parser, "replica_scaling")
     parser.set_defaults(frames=48, warmup_frames=8)
-    args = parser.parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    args = parse_bench_args(parser, argv)
     if args.variants[0] != "all ×1":
         args.variants = ["all ×1", *(v for v in args.variants if v != "all ×1")]
     return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    result = measure(args)
-    if args.plot:
-        result["plots"] = [str(p) for p in plots(result, args.out.parent)]
-    write_json(args.out, result)
-    print(markdown(result))
-    print(f"wrote {args.out}")
-    return result
+    return run_benchmark(parse_args(argv), measure, markdown, plots)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import torch
@@ -52,6 +54,24 @@ def small_config(**overrides: object) -> ModelConfig:
 def make_model(config: ModelConfig, seed: int = 0) -> MultiPoseNet:
     torch.manual_seed(seed)
     return MultiPoseNet(config).eval()
+
+
+def demo_checkpoint(path: Path, version: str, seed: int = 0, max_persons: int = 3) -> Path:
+    """An untrained demo-preset checkpoint at 128 px (seeded weights) whose score thresholds are 0, so that
+    every frame yields up to ``max_persons`` persons: for the tests that load a model from disk."""
+    from model.checkpoint import save_checkpoint
+
+    config = ModelConfig.preset(
+        "demo",
+        input_size=(128, 128),
+        person_score_threshold=0.0,
+        candidate_score_threshold=0.0,
+        max_persons=max_persons,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MultiPoseNet(config)
+    return save_checkpoint(path, model, version=version)
 
 
 def force_detections(model: MultiPoseNet, logit: float = 4.0) -> MultiPoseNet:

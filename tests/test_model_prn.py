@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from model_helpers import pose_in_box
@@ -13,6 +15,19 @@ from model.prn import PoseResidualNetwork, enlarge_boxes, render_prn_input
 
 BOX_A = (100.0, 100.0, 200.0, 300.0)
 BOX_B = (150.0, 120.0, 250.0, 320.0)  # overlaps A by half: the two persons cross
+
+
+def fit_one_batch(module: torch.nn.Module, loss_of: Callable[[], torch.Tensor], steps: int) -> list[float]:
+    """``steps`` Adam steps (lr 1e-3) on the loss ``loss_of`` computes on a fixed batch → each step's loss."""
+    optimiser = torch.optim.Adam(module.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(steps):
+        loss = loss_of()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    return losses
 
 
 def crossing_scene() -> tuple[Detections, np.ndarray, np.ndarray]:
@@ -115,14 +130,7 @@ def test_prn_output_is_a_distribution_per_joint_and_its_loss_falls():
     target = render_prn_input(own[:, None, :], enlarge_boxes(boxes, 0.2), config)
     output = prn(inputs)
     assert torch.allclose(output.flatten(2).sum(-1), torch.ones(4, 17), atol=1e-5)
-    optimiser = torch.optim.Adam(prn.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(25):
-        loss = prn.loss(prn(inputs), target)["prn"]
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
+    losses = fit_one_batch(prn, lambda: prn.loss(prn(inputs), target)["prn"], steps=25)
     assert np.isfinite(losses).all() and losses[-1] < 0.9 * losses[0]
 
 
@@ -145,14 +153,9 @@ def test_activity_encoding_marks_missing_joints_and_classifier_learns():
     classifier = ActivityClassifier(config).train()
     inputs = torch.rand(32, 51)
     labels = torch.randint(0, len(config.activities), (32,))
-    optimiser = torch.optim.Adam(classifier.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(30):
-        loss = classifier.loss(classifier(inputs), labels)["activity"]
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
+    losses = fit_one_batch(
+        classifier, lambda: classifier.loss(classifier(inputs), labels)["activity"], steps=30
+    )
     assert losses[-1] < 0.8 * losses[0]
 
 

@@ -101,6 +101,22 @@ def test_random_augmentation_stays_consistent_and_zero_centred():
     assert float(corner.abs().max()) < 1.0
 
 
+def _person(ann_id: int, bbox: list[int], keypoints: list[float], crowd: bool = False) -> dict:
+    """A COCO person annotation: a crowd is marked by its box alone, anyone else by a box-shaped polygon."""
+    x, y, w, h = bbox
+    return {
+        "id": ann_id,
+        "image_id": 1,
+        "category_id": 1,
+        "bbox": bbox,
+        "area": w * h,
+        "iscrowd": int(crowd),
+        "num_keypoints": sum(1 for v in keypoints[2::3] if v > 0),
+        "keypoints": keypoints,
+        "segmentation": [] if crowd else [[x, y, x + w, y, x + w, y + h, x, y + h]],
+    }
+
+
 def _write_coco(root: Path) -> None:
     """Real-COCO layout: one image, a labelled person, an unlabelled one (polygon) and a crowd (box)."""
     (root / "annotations").mkdir(parents=True)
@@ -113,39 +129,9 @@ def _write_coco(root: Path) -> None:
         "images": [{"id": 1, "file_name": "000000000001.jpg", "width": 200, "height": 160}],
         "categories": [{"id": 1, "name": "person", "keypoints": [], "skeleton": []}],
         "annotations": [
-            {
-                "id": 1,
-                "image_id": 1,
-                "category_id": 1,
-                "bbox": [40, 30, 50, 120],
-                "area": 6000,
-                "iscrowd": 0,
-                "num_keypoints": 2,
-                "keypoints": labelled,
-                "segmentation": [[40, 30, 90, 30, 90, 150, 40, 150]],
-            },
-            {
-                "id": 2,
-                "image_id": 1,
-                "category_id": 1,
-                "bbox": [130, 40, 40, 100],
-                "area": 4000,
-                "iscrowd": 0,
-                "num_keypoints": 0,
-                "keypoints": [0] * 51,
-                "segmentation": [[130, 40, 170, 40, 170, 140, 130, 140]],
-            },
-            {
-                "id": 3,
-                "image_id": 1,
-                "category_id": 1,
-                "bbox": [0, 0, 30, 30],
-                "area": 900,
-                "iscrowd": 1,
-                "num_keypoints": 0,
-                "keypoints": [0] * 51,
-                "segmentation": [],
-            },
+            _person(1, [40, 30, 50, 120], labelled),
+            _person(2, [130, 40, 40, 100], [0] * 51),
+            _person(3, [0, 0, 30, 30], [0] * 51, crowd=True),
         ],
     }
     (root / "annotations" / "person_keypoints_train2017.json").write_text(json.dumps(document))

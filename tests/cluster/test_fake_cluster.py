@@ -130,24 +130,6 @@ def gpu_nodes() -> int:
     return sum(1 for node in ray.nodes() if node["Alive"] and node["Resources"].get("GPU", 0) > 0)
 
 
-def make_checkpoint(path: Path) -> Path:
-    import torch
-
-    from model.checkpoint import save_checkpoint
-    from model.config import ModelConfig
-    from model.multiposenet import MultiPoseNet
-
-    config = ModelConfig.preset(
-        "demo",
-        input_size=(128, 128),
-        person_score_threshold=0.0,
-        candidate_score_threshold=0.0,
-        max_persons=2,
-    )
-    torch.manual_seed(0)
-    return save_checkpoint(path, MultiPoseNet(config), version="fake-cluster-v1")
-
-
 def gpu_app_config(settings: Settings, checkpoint: Path) -> dict:
     """deploy/serve_config.yaml with the backbone on one (fake) GPU per replica, scaling on queued calls."""
     raw = copy.deepcopy(yaml.safe_load((REPO / "deploy" / "serve_config.yaml").read_text()))
@@ -177,6 +159,7 @@ def gpu_app_config(settings: Settings, checkpoint: Path) -> dict:
 
 def test_a_backlog_adds_gpu_nodes_and_idle_ones_go(fake_cluster: str, tmp_path: Path) -> None:
     import ray
+    from model_helpers import demo_checkpoint
     from ray import serve
     from ray.serve.schema import ServeDeploySchema
 
@@ -190,7 +173,7 @@ def test_a_backlog_adds_gpu_nodes_and_idle_ones_go(fake_cluster: str, tmp_path: 
         settings = Settings(
             redis_url=server.url, stream_prefix="fake", shards=1, lease_ttl_ms=3000, read_block_ms=100
         )
-        raw = gpu_app_config(settings, make_checkpoint(tmp_path / "m.pt"))
+        raw = gpu_app_config(settings, demo_checkpoint(tmp_path / "m.pt", "fake-cluster-v1", max_persons=2))
         schema = ServeDeploySchema.model_validate(raw)
         check_deploy_config(schema)
         serve.start(proxy_location="Disabled")

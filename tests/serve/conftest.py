@@ -30,26 +30,6 @@ APP = "posestream"
 MODEL_STAGES = ("PoseBackbone", "PoseResidual", "ActivityClassifier")
 
 
-def make_checkpoint(path: Path, version: str, seed: int) -> Path:
-    import torch
-
-    from model.checkpoint import save_checkpoint
-    from model.config import ModelConfig
-    from model.multiposenet import MultiPoseNet
-
-    config = ModelConfig.preset(
-        "demo",
-        input_size=(128, 128),
-        person_score_threshold=0.0,
-        candidate_score_threshold=0.0,
-        max_persons=3,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = MultiPoseNet(config)
-    return save_checkpoint(path, model, version=version)
-
-
 def png_image(seed: int, width: int = 128, height: int = 96) -> bytes:
     import cv2
 
@@ -138,6 +118,7 @@ def metric_total(text: str, name: str, **labels: str) -> float:
 def serve_app(tmp_path_factory: pytest.TempPathFactory):
     import ray
     import yaml
+    from model_helpers import demo_checkpoint
     from ray import serve
     from ray.serve.schema import ServeDeploySchema
 
@@ -147,8 +128,8 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory):
     os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
     root = tmp_path_factory.mktemp("serve")
     checkpoints = {
-        "test-v1": make_checkpoint(root / "v1.pt", "test-v1", seed=1),
-        "test-v2": make_checkpoint(root / "v2.pt", "test-v2", seed=2),
+        "test-v1": demo_checkpoint(root / "v1.pt", "test-v1", seed=1),
+        "test-v2": demo_checkpoint(root / "v2.pt", "test-v2", seed=2),
     }
     server = RedisServer(root / "redis").start()
     metrics_port = free_port()
