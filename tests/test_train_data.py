@@ -137,6 +137,34 @@ def _write_coco(root: Path) -> None:
     (root / "annotations" / "person_keypoints_train2017.json").write_text(json.dumps(document))
 
 
+def test_whole_image_views_for_detection_do_not_centre_on_the_person():
+    """Detection trains on views centred on the image: a person off-centre stays off-centre."""
+    record = _record_with_markers()  # the person's box centre is (120, 105); the image centre (119.5, 99.5)
+    shifted = ImageRecord(
+        image=np.roll(record.image, -60, axis=1),
+        people=[
+            Person(
+                record.people[0].keypoints - np.array([60, 0, 0], np.float32),
+                record.people[0].box - np.array([60, 0, 60, 0], np.float32),
+                False,
+            )
+        ],
+        ignore_mask=record.ignore_mask,
+    )
+    common = {"input_size": (160, 160), "pixel_mean_bgr": MEAN, "flip_prob": 0.0, "scale_range": (1.0, 1.0)}
+    person_view = PersonCropAugment(AugmentConfig(**common, max_rotation_deg=0.0), np.random.default_rng(0))
+    whole_view = PersonCropAugment(
+        AugmentConfig(**common, max_rotation_deg=0.0, centre_on_person=False), np.random.default_rng(0)
+    )
+    person_box = person_view(shifted).boxes[0]
+    whole_box = whole_view(shifted).boxes[0]
+    assert abs(float(person_box[0::2].mean()) - 79.5) < 3  # re-centred on the person
+    assert float(whole_box[0::2].mean()) < 60  # left of centre, as in the picture
+    # the whole-image view is the letterboxed picture: the box scales by 160/240 around the image centre
+    expected_x1 = (float(shifted.people[0].box[0]) - 119.5) * 160 / 240 + 79.5
+    assert abs(float(whole_box[0]) - expected_x1) < 2
+
+
 def test_coco_layout_heatmap_peaks_and_mask(tmp_path):
     _write_coco(tmp_path)
     source = CocoKeypoints.from_root(tmp_path, "train")

@@ -51,11 +51,11 @@ class Recipe:
     batch_size: int = 8  # keypoints and detection
     keypoint_epochs: int = 5  # ≈ 675 steps of 8 crops: ~3 CPU-s each, the bulk of the time
     keypoint_lr: float = 5e-4
-    detection_epochs: int = 2  # ≈ 270 steps, ~2 CPU-s each (frozen backbone)
+    detection_epochs: int = 8  # ≈ 1080 steps, ~1 CPU-s each (frozen backbone), whole-image views
     prn_epochs: int = 12
     activity_epochs: int = 30
     steps_per_epoch: int | None = None  # cap on batches per epoch (None: the whole train split)
-    cv_epochs: int = 15  # activity MLP epochs per cross-validation fold (more only overfits)
+    cv_epochs: int = 60  # activity MLP epochs per cross-validation fold
     eval_images: int | None = None  # val images for the pipeline AP (None: all)
     real_pose_scenes: int = 200
     workers: int = 1  # DataLoader processes (results do not depend on it)

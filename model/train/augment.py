@@ -39,6 +39,9 @@ class AugmentConfig(BaseModel):
     pixel_mean_bgr: tuple[float, float, float] = (103.939, 116.779, 123.68)
     min_box_side: float = Field(2.0, ge=0)  # boxes smaller than this after cropping are dropped
     enabled: bool = True  # False: no random change, crop centred on the image (validation)
+    # False: views centred on the image (detection training). The keypoint subnet learns from crops
+    # centred on one person (the seed); a detector trained that way learns that people stand mid-crop.
+    centre_on_person: bool = True
 
 
 @dataclass
@@ -79,7 +82,7 @@ class PersonCropAugment:
         labelled = [i for i, p in enumerate(people) if p.labelled]
         rng = self.rng
         if cfg.enabled:
-            if main_person is None and labelled:
+            if main_person is None and labelled and cfg.centre_on_person:
                 main_person = int(rng.choice(labelled))
             angle = (
                 float(rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg)) if angle is None else angle

@@ -101,16 +101,22 @@ def _pose_loader(
     batch_size: int,
     augment: bool,
     any_person: bool = False,
+    whole_image: bool = False,
 ):
-    """any_person: also images whose people all lack keypoints (the detector learns from them too)."""
+    """any_person: also images whose people all lack keypoints (the detector learns from them too).
+    whole_image: views centred on the image, no rotation (RetinaNet's training: flips and scales only;
+    rotated boxes would grow to enclose the rotated corners)."""
     source = open_source(config, split, required=split == "train", require_labelled=not any_person)
     if source is None:
         return None
+    augment_values = config.augment.model_dump()
+    if whole_image:
+        augment_values |= {"max_rotation_deg": 0.0, "centre_on_person": False}
     augment_config = AugmentConfig(
         input_size=crop_size(config, model),
         pixel_mean_bgr=model.config.pixel_mean_bgr,
         enabled=augment,
-        **config.augment.model_dump(),
+        **augment_values,
     )
     dataset = PoseTrainingSet(
         source,
@@ -211,7 +217,9 @@ def train_detection(config: TrainConfig) -> RunState:
     hyper = config.detection
     model.to(run.device).train()
     frozen = freeze_keypoint_path(model)
-    train_loader = _pose_loader(config, model, "train", hyper.batch_size, augment=True, any_person=True)
+    train_loader = _pose_loader(
+        config, model, "train", hyper.batch_size, augment=True, any_person=True, whole_image=True
+    )
     params = [p for m in model.part_modules("detection") for p in m.parameters()]
     optimizer = torch.optim.SGD(params, lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay)
     run.restore(optimizer)
