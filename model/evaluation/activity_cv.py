@@ -266,3 +266,36 @@ def activity_poses(
     if not features:
         raise ValueError(f"no split of {splits} under {data} has activity labels")
     return torch.cat(features), torch.cat(labels), activities
+
+
+def activity_cv_report(
+    features: np.ndarray,
+    labels: np.ndarray,
+    activities: tuple[str, ...] | list[str],
+    config: ModelConfig,
+    out: Path,
+    folds: int = 5,
+    seed: int = 0,
+    epochs: int = 60,
+) -> dict[str, Any]:
+    """Cross-validation with the seed's activity hyper-parameters; confusion-matrix PNG into ``out``."""
+    from model.train.config import ActivityHyper
+
+    hyper = ActivityHyper()
+    cv = cross_validate(
+        features,
+        labels,
+        activities,
+        folds=folds,
+        seed=seed,
+        epochs=epochs,
+        batch_size=hyper.batch_size,
+        config=config,
+        lr=hyper.lr,
+        plateau_factor=hyper.plateau_factor,
+        plateau_patience=hyper.plateau_patience,
+    )
+    cv["confusion_png"] = str(
+        plot_confusion(cv["confusion_normalised"], list(activities), Path(out) / "activity_confusion.png")
+    )
+    return cv

@@ -162,11 +162,10 @@ def to_half(source: Path, target: Path, version: str) -> Path:
 def evaluate(recipe: Recipe, checkpoint: Path, data: Path, out: Path, timings: dict) -> dict[str, Any]:
     """Pipeline AP, PRN on ground-truth peaks (synthetic val + real poses), activity k-fold CV."""
     from model.checkpoint import load_checkpoint
-    from model.evaluation.activity_cv import activity_poses, cross_validate, plot_confusion
+    from model.evaluation.activity_cv import activity_cv_report, activity_poses
     from model.evaluation.coco_eval import evaluate_pipeline
     from model.evaluation.prn_eval import evaluate_prn_real_poses, evaluate_prn_split
     from model.pipeline import PosePipeline
-    from model.train.config import ActivityHyper
 
     model, meta = load_checkpoint(checkpoint)
     pipeline = PosePipeline(model, str(meta["version"]), "cpu")
@@ -187,27 +186,19 @@ def evaluate(recipe: Recipe, checkpoint: Path, data: Path, out: Path, timings: d
         ),
     }
     features, labels, activities = activity_poses(data, model.activities)
-    hyper = ActivityHyper()
-    cv = _timed(
+    results["activity"] = _timed(
         "eval activity 5-fold",
         timings,
-        cross_validate,
+        activity_cv_report,
         features,
         labels,
         activities,
+        model.config,
+        out,
         folds=5,
         seed=recipe.seed,
         epochs=recipe.cv_epochs,
-        batch_size=hyper.batch_size,
-        config=model.config,
-        lr=hyper.lr,
-        plateau_factor=hyper.plateau_factor,
-        plateau_patience=hyper.plateau_patience,
     )
-    cv["confusion_png"] = str(
-        plot_confusion(cv["confusion_normalised"], list(activities), out / "activity_confusion.png")
-    )
-    results["activity"] = cv
     return results
 
 

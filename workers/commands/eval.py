@@ -80,30 +80,14 @@ def _run(
         if real_poses:
             results["prn"]["real_poses"] = evaluate_prn_real_poses(prn, scenes=scenes, seed=seed)
     if "activity" in what:
-        from model.evaluation.activity_cv import activity_poses, cross_validate, plot_confusion
-        from model.train.config import ActivityHyper
+        from model.evaluation.activity_cv import activity_cv_report, activity_poses
 
         if data is None and poses is None:
             raise typer.BadParameter("eval activity needs --data (activity-labelled set) or --poses")
         features, labels, activities = activity_poses(data, model.activities, poses=poses)
-        hyper = ActivityHyper()
-        cv = cross_validate(
-            features,
-            labels,
-            activities,
-            folds=folds,
-            seed=seed,
-            epochs=epochs or 60,
-            batch_size=hyper.batch_size,
-            config=model.config,
-            lr=hyper.lr,
-            plateau_factor=hyper.plateau_factor,
-            plateau_patience=hyper.plateau_patience,
+        results["activity"] = activity_cv_report(
+            features, labels, activities, model.config, out, folds=folds, seed=seed, epochs=epochs or 60
         )
-        cv["confusion_png"] = str(
-            plot_confusion(cv["confusion_normalised"], list(activities), out / "activity_confusion.png")
-        )
-        results["activity"] = cv
     return results
 
 
