@@ -300,6 +300,16 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             for i, cam in enumerate(DEFAULT_CAMERAS)
         }
     user_config = {"checkpoint": options.checkpoint} if options.checkpoint else None
+    if options.checkpoint is None:
+        from model.checkpoint import DEFAULT_CHECKPOINT
+
+        if not DEFAULT_CHECKPOINT.exists():
+            # The replicas log this too, but in their own log files: say it where the user looks.
+            print(
+                f"WARNING: no checkpoint at {DEFAULT_CHECKPOINT}: the UNTRAINED network runs and finds no "
+                "persons (make demo-weights trains one)",
+                file=sys.stderr,
+            )
     # A Redis of the user's may hold other streams: the demo's own prefix keeps its counts its own.
     prefix = f"posestream-demo-{time.strftime('%Y%m%d%H%M%S')}"
     overrides = {"stream_prefix": prefix} if options.redis_url else {}
