@@ -20,8 +20,11 @@ class PersonDetectionHead(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        sizes = tuple((round(size * scale) for scale in config.anchor_scales) for size in config.anchor_sizes)
-        sizes = tuple(tuple(level) for level in sizes)
+        # One tuple per level, built eagerly: a lazy inner generator would late-bind ``size`` and give
+        # every level the last level's sizes.
+        sizes = tuple(
+            tuple(round(size * scale) for scale in config.anchor_scales) for size in config.anchor_sizes
+        )
         ratios = (tuple(config.anchor_aspect_ratios),) * len(sizes)
         self.anchor_generator = AnchorGenerator(sizes, ratios)
         self.head = RetinaNetHead(config.fpn_channels, config.num_anchors, num_classes=1)

@@ -57,6 +57,28 @@ def test_shapes_for_every_backbone_depth(depth, size, c5_channels):
         )
 
 
+def test_each_pyramid_level_gets_its_own_anchor_sizes_on_its_own_stride():
+    config = small_config(input_size=(256, 256))
+    head = make_model(config).detection_head
+    images = torch.zeros(1, 3, 256, 256)
+    pyramid = [torch.zeros(1, 32, 256 // stride, 256 // stride) for stride in (8, 16, 32, 64, 128)]
+    anchors = head.anchors(images, pyramid)[0]
+    per_level = [p.shape[-2] * p.shape[-1] * config.num_anchors for p in pyramid]
+    assert anchors.shape == (sum(per_level), 4)
+
+    for level, (level_anchors, stride) in enumerate(
+        zip(anchors.split(per_level), (8, 16, 32, 64, 128), strict=True)
+    ):
+        sides = (level_anchors[:, 2:] - level_anchors[:, :2]).prod(dim=1).sqrt()  # √area = size·scale
+        expected = torch.tensor([config.anchor_sizes[level] * scale for scale in config.anchor_scales])
+        distance = (sides[:, None] - expected[None, :]).abs()  # (anchors, scales)
+        assert bool((distance.min(dim=1).values < 2).all()), (level, sides.unique())
+        assert bool((distance.min(dim=0).values < 2).all()), (level, sides.unique())
+        centres = (level_anchors[:, :2] + level_anchors[:, 2:]) / 2
+        xs = torch.unique(centres[:, 0])
+        assert torch.allclose(xs[1:] - xs[:-1], torch.full_like(xs[1:], float(stride))), level
+
+
 def test_overfitting_one_batch_makes_every_loss_fall():
     torch.manual_seed(0)
     torch.set_num_threads(1)

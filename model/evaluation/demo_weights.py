@@ -49,9 +49,9 @@ class Recipe:
     size: int = 256  # synthetic image side = the network's input (and training crop) side
     max_people: int = 4
     batch_size: int = 8  # keypoints and detection
-    keypoint_epochs: int = 5  # ≈ 675 steps of 8 crops: ~3 CPU-s each, the bulk of the time
+    keypoint_epochs: int = 9  # ≈ 1215 steps of 8 crops: ~2.4 CPU-s each, the bulk of the time
     keypoint_lr: float = 5e-4
-    detection_epochs: int = 8  # ≈ 1080 steps, ~1 CPU-s each (frozen backbone), whole-image views
+    detection_epochs: int = 10  # ≈ 1310 steps, ~1 CPU-s each (frozen backbone), whole-image views
     prn_epochs: int = 12
     activity_epochs: int = 30
     steps_per_epoch: int | None = None  # cap on batches per epoch (None: the whole train split)
