@@ -126,6 +126,10 @@ PRESETS: dict[str, dict[str, object]] = {
         "prn_hidden": 256,
         "prn_window": 1,
         "prn_sigma": 0.75,
+        # The CPU-trained demo detector scores its duplicates up to ~0.4: on unseen synthetic scenes
+        # (480 px, 30 scenes) 0.4/0.4 gives precision 0.80 at recall 0.50 where 0.3/0.5 gave 0.37 at 0.66.
+        "person_score_threshold": 0.4,
+        "nms_iou_threshold": 0.4,
     },
 }
 

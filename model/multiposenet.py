@@ -91,10 +91,13 @@ class PoseDetector(nn.Module):
             image_peaks = peaks_np[index]
             found = image_peaks[..., 2:] > 0
             xy = np.where(found, unletterbox_points(image_peaks[..., :2], box), 0.0)
+            image_boxes = unletterbox_boxes(boxes.float().cpu().numpy(), box)
+            # a box wholly in the letterbox padding clips to nothing in the original image
+            inside = ((image_boxes[:, 2:] - image_boxes[:, :2]) >= 1).all(axis=1)
             results.append(
                 Detections(
-                    boxes=unletterbox_boxes(boxes.float().cpu().numpy(), box),
-                    scores=scores.float().cpu().numpy().astype(np.float32),
+                    boxes=image_boxes[inside],
+                    scores=scores.float().cpu().numpy().astype(np.float32)[inside],
                     peaks=np.concatenate([xy, image_peaks[..., 2:]], axis=-1).astype(np.float32),
                     width=box.width,
                     height=box.height,

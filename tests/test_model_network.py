@@ -100,7 +100,7 @@ def test_overfitting_one_batch_makes_every_loss_fall():
         )
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     history: dict[str, list[float]] = {}
-    for _ in range(30):
+    for _ in range(60):
         losses = model(images, targets)
         total = sum(losses.values())
         optimiser.zero_grad()

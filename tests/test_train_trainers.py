@@ -134,12 +134,12 @@ def test_detection_trains_on_a_frozen_keypoint_path(keypoint_run, synth_dir):
     config = config.model_copy(
         update={
             "detection": config.detection.model_copy(
-                update={"epochs": 2, "batch_size": 2, "lr": 0.01, "warmup_iters": 0, "lr_drops": ()}
+                update={"epochs": 4, "batch_size": 2, "lr": 0.01, "warmup_iters": 0, "lr_drops": ()}
             )
         }
     )
     state = train_detection(config)
-    assert state.epoch == 2 and state.step == 8
+    assert state.epoch == 4 and state.step == 16
 
     after_model, meta = load_checkpoint(run_dir / "model.pt")
     assert _detection_loss(after_model, fixed) < 0.9 * loss_before

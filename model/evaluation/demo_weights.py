@@ -283,8 +283,13 @@ def write_card(
         markdown_table(["step", "wall s", "CPU s (this process)"], timing_rows),
         "",
     ]
-    path.write_text("\n".join(body))
+    path.write_text(repo_relative("\n".join(body)))
     return path
+
+
+def repo_relative(text: str) -> str:
+    """Paths under the repository as ``./…``: the committed card reads the same on every clone."""
+    return text.replace(f"{REPO}/", "./")
 
 
 def build(recipe: Recipe, out: Path, work_dir: Path, command: str, version: str) -> dict[str, Any]:
