@@ -13,19 +13,13 @@ from torchvision.ops import box_iou
 
 from model.checkpoint import DEFAULT_CHECKPOINT
 from model.data.synth import render_example
+from model.evaluation.coco_eval import COCO_KEYPOINT_SIGMAS
 from model.pipeline import PosePipeline
 from model.predictions import PosedPerson
 
 UNSEEN_SEED = 20261127  # not the recipe's seed (0): scenes the checkpoint never trained on
 SCENES = 12
 SIDE = 256
-# COCO's per-joint OKS constants (nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles)
-OKS_SIGMAS = (
-    np.array(
-        [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
-    )
-    / 10.0
-)
 
 
 def oks(predicted: np.ndarray, truth: np.ndarray, area: float) -> float:
@@ -34,7 +28,7 @@ def oks(predicted: np.ndarray, truth: np.ndarray, area: float) -> float:
     if not labelled.any():
         return 0.0
     squared = ((predicted[:, :2] - truth[:, :2]) ** 2).sum(axis=1)
-    similarity = np.exp(-squared / (2 * max(area, 1.0) * (2 * OKS_SIGMAS) ** 2))
+    similarity = np.exp(-squared / (2 * max(area, 1.0) * (2 * COCO_KEYPOINT_SIGMAS) ** 2))
     return float(similarity[labelled].mean())
 
 
