@@ -57,8 +57,12 @@ class ModelConfig(BaseModel):
     candidate_score_threshold: float = 0.05  # per-anchor score before NMS
     candidates_per_level: int = 1000
     nms_iou_threshold: float = 0.5
-    person_score_threshold: float = 0.3  # persons reported
+    person_score_threshold: float = 0.3  # persons reported (the display threshold of infer/serve)
     max_persons: int = Field(30, ge=1)
+    # COCO evaluation keeps low-score persons: AP integrates precision over every score, so cutting at the
+    # display threshold caps it (≈ 0.5 for the demo preset even with perfect keypoints).
+    eval_score_threshold: float = Field(0.05, ge=0, le=1)
+    eval_max_persons: int = Field(20, ge=1)  # COCO's keypoint maxDets
 
     # Pose Residual Network
     prn_grid: tuple[int, int] = (56, 36)  # (height, width)

@@ -109,3 +109,18 @@ def draw_stick_figure(height: int = 160, width: int = 120) -> np.ndarray:
         cv2.line(image, tuple(joints[a]), tuple(joints[b]), (40, 40, 40), 3)
     cv2.circle(image, tuple(joints[0]), max(3, width // 14), (40, 40, 40), -1)
     return image
+
+
+def person_annotation(annotation_id: int, image_id: int, box: list[float], keypoints: np.ndarray) -> dict:
+    """One COCO person annotation: ``box`` x, y, w, h; ``keypoints`` (17, 3) x, y, v."""
+    x, y, w, h = box
+    return {
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": 1,
+        "iscrowd": 0,
+        "bbox": [x, y, w, h],
+        "area": w * h * 0.6,
+        "num_keypoints": int((keypoints[:, 2] > 0).sum()),
+        "keypoints": keypoints.reshape(-1).tolist(),
+    }

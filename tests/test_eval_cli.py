@@ -45,6 +45,13 @@ def test_eval_all_writes_json_markdown_and_confusion_png(evaluated):
     assert (out / "activity_confusion.png").read_bytes()[:4] == b"\x89PNG"
     markdown = (out / "eval.md").read_text()
     assert "keypoints (OKS)" in markdown and "nearest-peak baseline" in markdown and "**macro**" in markdown
+    # the training diagnostics: in the JSON, the Markdown and on the terminal
+    diagnostics = results["diagnostics"]
+    assert diagnostics["images"] == 4 and diagnostics["joint_error"]["joints"] > 0
+    assert set(diagnostics["left_right"]["correlation_by_pair"]) >= {"shoulder", "wrist", "ankle"}
+    assert 0.0 <= diagnostics["gt_box_keypoints"]["AP"] <= 1.0
+    assert results["pipeline"]["score_threshold"] == 0.05
+    assert "Training diagnostics" in markdown and "GT boxes" in markdown and "Training diagnostics" in output
     assert "wrote" in output
     # the card of `make demo-weights` renders from the same results
     results["prn"]["real_poses"] = {"skipped": "offline"}
@@ -62,7 +69,7 @@ def test_demo_card_records_command_figures_and_recipe(evaluated, tmp_path):
     command = "make demo-weights"
     card = write_card(tmp_path / "demo.md", checkpoint, Recipe(), figures, results, timings, command)
     text = card.read_text()
-    assert "`make demo-weights`" in text and "keypoint_ap" in text and "| keypoint_lr | 0.0005 |" in text
+    assert "`make demo-weights`" in text and "keypoint_ap" in text and "| keypoint_lr | 0.002 |" in text
     assert "sha256" in text and "train keypoints" in text
 
 

@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from model_helpers import TEMPLATE_POSE, make_model, small_config
+from model_helpers import TEMPLATE_POSE, force_detections, make_model, person_annotation, small_config
 
 from model.evaluation.coco_eval import (
     box_result,
     evaluate_pipeline,
+    evaluation_pipeline,
     keypoint_result,
     load_ground_truth,
     pose_score,
@@ -42,18 +43,8 @@ def hand_made_ground_truth(images: int = 4, people: int = 3, seed: int = 0) -> d
             x, y = 200 * person + rng.uniform(0, 60), rng.uniform(0, 80)
             points = TEMPLATE_POSE * [w, h] + [x, y] + rng.normal(0, 2, TEMPLATE_POSE.shape)
             keypoints = np.concatenate([points, np.full((17, 1), 2.0)], axis=1)
-            document["annotations"].append(
-                {
-                    "id": len(document["annotations"]) + 1,
-                    "image_id": image_id,
-                    "category_id": 1,
-                    "iscrowd": 0,
-                    "bbox": [x, y, w, h],
-                    "area": w * h * 0.6,
-                    "num_keypoints": 17,
-                    "keypoints": keypoints.reshape(-1).tolist(),
-                }
-            )
+            next_id = len(document["annotations"]) + 1
+            document["annotations"].append(person_annotation(next_id, image_id, [x, y, w, h], keypoints))
     return document
 
 
@@ -138,6 +129,32 @@ def test_pipeline_evaluation_runs_on_a_tiny_synthetic_split(synthetic_set, tmp_p
     json_path, md_path = write_report({"meta": {"checkpoint": "none"}, "pipeline": summary}, tmp_path)
     assert json.loads(json_path.read_text())["pipeline"]["images"] == 3
     assert "keypoints (OKS)" in md_path.read_text()
+
+
+def test_evaluation_sees_persons_below_the_display_threshold(synthetic_set):
+    """The same weights: the display pipeline reports nobody at 0.4, the evaluation keeps the persons
+    scored ≈ 0.2 (its default 0.05 threshold), up to ``eval_max_persons`` per image."""
+    torch.set_num_threads(1)
+    config = small_config(input_size=(128, 128), eval_max_persons=4)
+    assert config.person_score_threshold == 0.4 and config.eval_score_threshold == 0.05
+    model = force_detections(make_model(config), logit=-1.4)  # sigmoid(-1.4) ≈ 0.2 on every anchor
+    pipeline = PosePipeline(model, "test", "cpu")
+    frame = np.full((128, 128, 3), 127, np.uint8)
+    assert pipeline.predict([frame]) == [[]]
+    view = evaluation_pipeline(pipeline)
+    persons = view.predict([frame])[0]
+    assert 1 <= len(persons) <= 4 and all(0.05 <= p.score < 0.4 for p in persons)
+    # the view shares the weights and leaves the display pipeline's config alone
+    shared = view.model.backbone.body.conv1.weight, model.backbone.body.conv1.weight
+    assert shared[0].data_ptr() == shared[1].data_ptr()
+    assert model.config.person_score_threshold == 0.4 and pipeline.predict([frame]) == [[]]
+    summary = evaluate_pipeline(pipeline, synthetic_set, "val", max_images=2, batch_size=2)
+    assert summary["score_threshold"] == 0.05 and summary["max_persons"] == 4
+    assert 2 <= summary["predicted_persons"] <= 8
+    display = evaluate_pipeline(pipeline, synthetic_set, "val", max_images=2, score_threshold=0.4)
+    assert display["predicted_persons"] == 0
+    with pytest.raises(ValueError, match="max_persons"):
+        evaluation_pipeline(pipeline, max_persons=0)
 
 
 def test_markdown_table_formats_floats_and_missing_statistics():

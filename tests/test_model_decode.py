@@ -8,6 +8,8 @@ import torch
 
 from model.decode import (
     HEATMAP_STRIDE,
+    canvas_to_heatmap,
+    dark_offsets,
     find_peaks,
     heatmap_to_canvas,
     render_gaussians,
@@ -91,7 +93,7 @@ def test_planted_peaks_recovered_within_quarter_pixel():
             assert nearest[2] == pytest.approx(heights[j, p], abs=0.05)
     refined, integer = np.array(refined_errors), np.array(integer_errors)
     assert refined.max() <= 0.25 + 1e-5  # within a quarter pixel on each axis, so well within one pixel
-    assert refined.mean() < integer.mean()  # the quarter offset helps
+    assert refined.mean() < integer.mean()  # the sub-pixel refinement helps
     # Unused slots are zeros.
     assert np.all(peaks[:, people:] == 0)
 
@@ -110,3 +112,63 @@ def test_keypoint_targets_round_trip_through_canvas_coordinates():
         for point in expected:
             # a quarter heatmap pixel = one canvas pixel on each axis
             assert torch.min((found[:, :2] - point).abs().amax(dim=1)) <= 1.0 + 1e-4
+
+
+@pytest.mark.parametrize("blur_sigma", [0.0, 0.5, 1.0])
+def test_dark_refinement_recovers_sub_pixel_centres_of_rendered_targets(blur_sigma):
+    """Ground-truth heatmaps decode back to their joints: within 0.05 heatmap px (the former quarter-pixel
+    step towards the higher neighbour quantised to a half-pixel grid, errors up to ≈ 0.35 px)."""
+    rng = np.random.default_rng(7)
+    height, width, people = 40, 56, 3
+    # Three persons in separate columns, every joint at a random sub-pixel canvas position.
+    columns = np.array([40.0, 110.0, 180.0])
+    x = columns[:, None] + rng.uniform(-12, 12, (people, 17))
+    y = rng.uniform(24, 136, (people, 17))
+    keypoints = torch.from_numpy(np.stack([x, y, np.full_like(x, 2.0)], axis=-1)).float()  # (P, 17, 3)
+    targets = render_keypoint_targets(keypoints, (height, width), sigma=2.0)  # (18, H, W)
+    peaks = find_peaks(targets[None, :17], top_k=people + 1, threshold=0.2, blur_sigma=blur_sigma)[0]
+    truth = canvas_to_heatmap(keypoints[..., :2])  # (P, 17, 2) heatmap px
+    errors = []
+    for joint in range(17):
+        found = peaks[joint][peaks[joint, :, 2] > 0]
+        assert len(found) == people
+        distances = torch.cdist(truth[:, joint], found[:, :2])  # (P, found)
+        errors.append(distances.min(dim=1).values)
+    errors = torch.cat(errors)
+    assert errors.max() < 0.05, f"max error {errors.max():.3f} heatmap px"
+
+
+def test_dark_offsets_fall_back_to_zero_on_border_plateau_and_saddle():
+    maps = torch.zeros(1, 3, 9, 9)
+    maps[0, 0, 0, 4] = 1.0  # a peak on the border row
+    maps[0, 0, 1, 4] = 0.5
+    maps[0, 1, 3:6, 3:6] = 1.0  # a plateau: the Hessian is 0 at its centre
+    yy, xx = torch.meshgrid(torch.arange(9.0), torch.arange(9.0), indexing="ij")
+    maps[0, 2] = torch.exp(((xx - 4.3) ** 2 - (yy - 4.0) ** 2) / 8)  # a saddle at (4.3, 4)
+    xs = torch.tensor([[[4], [4], [4]]])
+    ys = torch.tensor([[[0], [4], [4]]])
+    offsets = dark_offsets(maps, xs, ys, blur_sigma=0.0)
+    assert offsets.shape == (1, 3, 1, 2)
+    assert torch.all(offsets == 0)
+    # A Gaussian centred 0.3 px right of its integer max moves by 0.3, a far one is clamped to 1 px.
+    at_centre = xs[:, :1], torch.tensor([[[4]]])
+    centred = torch.exp(-((xx - 4.3) ** 2 + (yy - 4.0) ** 2) / 8)[None, None]
+    assert dark_offsets(centred, *at_centre, 0.0)[0, 0, 0, 0] == pytest.approx(0.3, abs=1e-4)
+    wide = torch.exp(-((xx - 7.0) ** 2 + (yy - 4.0) ** 2) / 8)[None, None]
+    assert dark_offsets(wide, *at_centre, 0.0)[0, 0, 0, 0] == pytest.approx(1.0)
+
+
+def test_find_peaks_keeps_dtype_empty_slots_and_rejects_bad_input():
+    maps = torch.zeros(2, 17, 16, 16, dtype=torch.float16)
+    maps[1, 3, 8, 9] = 0.9
+    peaks = find_peaks(maps, top_k=3, threshold=0.1)
+    assert peaks.shape == (2, 17, 3, 3) and peaks.dtype == torch.float16
+    assert torch.count_nonzero(peaks[..., 2]) == 1
+    assert float(peaks[1, 3, 0, 2]) == pytest.approx(0.9, abs=1e-3)
+    assert torch.all(peaks[0] == 0)
+    with pytest.raises(ValueError, match="B, J, H, W"):
+        find_peaks(maps[0], top_k=3, threshold=0.1)
+    with pytest.raises(ValueError, match="top_k"):
+        find_peaks(maps, top_k=0, threshold=0.1)
+    with pytest.raises(ValueError, match="nms_kernel"):
+        find_peaks(maps, top_k=3, threshold=0.1, nms_kernel=2)

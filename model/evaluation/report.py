@@ -1,8 +1,9 @@
 """Evaluation results as JSON and as Markdown tables.
 
 The results document is a dict with any of the sections ``pipeline`` (``coco_eval.evaluate_pipeline``),
-``prn`` (``{"split": ..., "real_poses": ...}`` from ``prn_eval``) and ``activity``
-(``activity_cv.cross_validate``), plus free-form ``meta``.
+``diagnostics`` (``diagnostics.pipeline_diagnostics(...).as_dict()``), ``prn`` (``{"split": ...,
+"real_poses": ...}`` from ``prn_eval``) and ``activity`` (``activity_cv.cross_validate``), plus free-form
+``meta``.
 """
 
 from __future__ import annotations
@@ -62,6 +63,15 @@ def _pipeline_section(pipeline: dict[str, Any]) -> list[str]:
         f"{pipeline['ground_truth_persons']} persons annotated, {pipeline['predicted_persons']} predicted; "
         f"model `{pipeline['model_version']}`; {pipeline.get('images_per_second')} images/s.",
         "",
+        *(
+            [
+                f"Persons detected from score {pipeline['score_threshold']} (at most "
+                f"{pipeline['max_persons']} per image), below the display threshold: COCO AP needs them.",
+                "",
+            ]
+            if pipeline.get("score_threshold") is not None
+            else []
+        ),
         markdown_table(
             ["metric", "AP", "AP50", "AP75", "AP (M)", "AP (L)", "AR"],
             [
@@ -72,6 +82,67 @@ def _pipeline_section(pipeline: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _dash(value: Any) -> Any:
+    """None (a figure without data) → "–" in a table cell."""
+    return "–" if value is None else value
+
+
+def _diagnostics_section(diagnostics: dict[str, Any]) -> list[str]:
+    error, left_right = diagnostics["joint_error"], diagnostics["left_right"]
+
+    def error_row(name: str, stats: dict[str, Any]) -> list[Any]:
+        within = stats["within_px"]
+        return [
+            name,
+            stats["joints"],
+            _dash(stats["found"]),
+            _dash(stats["median_px"]),
+            *(_dash(within[key]) for key in within),
+        ]
+
+    groups = diagnostics.get("joint_error_by_group", {})
+    within_headers = [f"≤ {key[:-2]} px" for key in error["within_px"]]
+    pairs = left_right["correlation_by_pair"]
+    lines = [
+        "## Training diagnostics (keypoint heatmaps of the backbone stage)",
+        "",
+        f"{diagnostics['images']} images, {diagnostics['persons']} labelled persons. Joint error: distance "
+        "(original image pixels) from each labelled ground-truth joint to the nearest peak of its own "
+        "channel; found: the channel has a peak at all.",
+        "",
+        markdown_table(
+            ["joints", "count", "found", "median px", *within_headers],
+            [error_row("**all**", error), *(error_row(name, stats) for name, stats in groups.items())],
+        ),
+        "",
+        f"Left/right: mean Pearson r of the paired channels {_format(left_right['correlation'])} "
+        "(≈ 1: the heatmaps do not tell left from right); "
+        f"{_format(left_right['closer_opposite'])} of {left_right['lateral_joints']} lateral joints are "
+        "nearer a peak of the other side's channel than of their own (a tie counts ½: 0 right, 0.5 chance, "
+        "1 swapped).",
+        "",
+        markdown_table(["pair", *pairs], [["Pearson r", *(_dash(r) for r in pairs.values())]]),
+        "",
+    ]
+    gt_box = diagnostics.get("gt_box_keypoints")
+    if gt_box:
+        lines += [
+            f"Keypoint AP with ground-truth boxes (predicted peaks, {diagnostics.get('gt_box_assignment')} "
+            "assignment; no detector):",
+            "",
+            markdown_table(
+                ["metric", "AP", "AP50", "AP75", "AR"],
+                [["keypoints (OKS), GT boxes", *(gt_box[k] for k in ("AP", "AP50", "AP75", "AR"))]],
+            ),
+            "",
+        ]
+    return lines
+
+
+def _format(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.3f}"
 
 
 def _prn_section(prn: dict[str, Any]) -> list[str]:
@@ -148,11 +219,37 @@ def results_markdown(results: dict[str, Any], title: str = "posestream evaluatio
         lines.append("")
     if results.get("pipeline"):
         lines += _pipeline_section(results["pipeline"])
+    if results.get("diagnostics"):
+        lines += _diagnostics_section(results["diagnostics"])
     if results.get("prn"):
         lines += _prn_section(results["prn"])
     if results.get("activity"):
         lines += _activity_section(results["activity"])
+    for key, title, note in _FLAT_SECTIONS:
+        if results.get(key):
+            lines += _flat_section(results[key], title, note)
     return "\n".join(lines).rstrip() + "\n"
+
+
+_FLAT_SECTIONS = (
+    (
+        "activity_predicted",
+        "Activity on predicted poses of held-out persons",
+        "Persons the pipeline found (box IoU ≥ 0.5, one-to-one), their activity from the predicted pose.",
+    ),
+    (
+        "unseen_scenes",
+        "Unseen scenes at the display threshold",
+        "Generated scenes of a seed no recipe trains on, persons as `infer`/`serve` report them; "
+        "`mean_pose_median_oks`: a fixed mean pose pasted into each matched box.",
+    ),
+    ("empty_frames", "Frames without people", "Drawn backgrounds and noise; persons reported on them."),
+)
+
+
+def _flat_section(section: dict[str, Any], title: str, note: str) -> list[str]:
+    rows = [[key, value] for key, value in section.items() if not isinstance(value, dict | list)]
+    return [f"### {title}", "", note, "", markdown_table(["figure", "value"], rows), ""]
 
 
 def write_report(results: dict[str, Any], out_dir: str | Path, name: str = "eval") -> tuple[Path, Path]:

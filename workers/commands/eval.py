@@ -1,4 +1,5 @@
-"""``posestream eval pipeline|prn|activity|all``: COCO AP of the pipeline, PRN on ground-truth peaks,
+"""``posestream eval pipeline|prn|activity|all``: COCO AP of the pipeline (and its training diagnostics:
+joint error, left/right confusion, keypoint AP with ground-truth boxes), PRN on ground-truth peaks,
 activity cross-validation. Each writes ``OUT/eval_<what>.json`` + ``.md`` (``all``: ``OUT/eval.json``)."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ eval_app = typer.Typer(
 )
 
 DATA_HELP = "COCO-format folder (annotations/person_keypoints_<split>.json + images), e.g. a synthetic set."
-CHECKPOINT_HELP = "Checkpoint to evaluate. Default: checkpoints/demo.pt."
+CHECKPOINT_HELP = "Checkpoint to evaluate. Default: the packaged model/weights/demo.pt."
 
 
 def _checkpoint_path(checkpoint: Path | None) -> Path:
@@ -64,12 +65,14 @@ def _run(
     torch.manual_seed(seed)
     if "pipeline" in what:
         from model.evaluation.coco_eval import evaluate_pipeline
+        from model.evaluation.diagnostics import pipeline_diagnostics
         from model.pipeline import PosePipeline
 
         if data is None:
             raise typer.BadParameter("eval pipeline needs --data")
         pipeline = PosePipeline(model, str(meta["version"]), device)
         results["pipeline"] = evaluate_pipeline(pipeline, data, split, max_images, results_dir=out)
+        results["diagnostics"] = pipeline_diagnostics(pipeline, data, split, max_images).as_dict()
     if "prn" in what:
         from model.evaluation.prn_eval import evaluate_prn_real_poses, evaluate_prn_split
 
@@ -143,7 +146,8 @@ def _make_command(name: str, parts: tuple[str, ...], doc: str):  # noqa: ANN202 
 COMMANDS = {
     "pipeline": (
         ("pipeline",),
-        "COCO keypoint AP/AR (OKS) and person box AP/AR of the whole pipeline on --split.",
+        "COCO keypoint AP/AR (OKS) and person box AP/AR of the whole pipeline on --split, and diagnostics: "
+        "joint error (px), left/right confusion, keypoint AP with ground-truth boxes.",
     ),
     "prn": (
         ("prn",),
