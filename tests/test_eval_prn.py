@@ -103,3 +103,108 @@ def test_overlaid_real_poses_separate_the_baseline_from_perfect(prn):
     # overlapping boxes hold other people's joints: the nearest-peak guess is no longer always right
     assert summary["baseline"]["AP"] < 0.99
     assert 0.0 <= summary["network"]["AP"] <= 1.0
+
+
+def identified_real_annotations(count: int = 60, seed: int = 3) -> list[dict]:
+    """``fake_real_annotations`` with COCO ids (spread out: the split must not depend on order)."""
+    annotations = fake_real_annotations(count, seed)
+    for index, annotation in enumerate(annotations):
+        annotation["id"] = 1000 + 37 * index
+    return annotations
+
+
+def test_real_poses_split_by_id_deterministically_and_disjointly():
+    from model.data.coco_sp import real_pose_part, split_real_annotations
+
+    annotations = [{"id": i} for i in range(5000)]
+    train, heldout = split_real_annotations(annotations)
+    train_ids, heldout_ids = {a["id"] for a in train}, {a["id"] for a in heldout}
+    assert not train_ids & heldout_ids and train_ids | heldout_ids == set(range(5000))
+    assert 0.17 < len(heldout) / 5000 < 0.23  # ≈ 20 % held out
+    # a function of the id alone: order and company do not matter
+    shuffled = list(reversed(annotations[:300]))
+    assert {a["id"] for a in split_real_annotations(shuffled)[1]} == {i for i in heldout_ids if i < 300}
+    assert [real_pose_part(i) for i in range(50)] == [real_pose_part(i) for i in range(50)]
+    assert split_real_annotations(annotations, heldout_fraction=0.0)[1] == []
+    with pytest.raises(ValueError, match="'id'"):
+        split_real_annotations([{"bbox": [0, 0, 1, 1]}])
+
+
+def test_prn_training_samples_from_real_poses_come_from_the_train_part_only(tmp_path):
+    from model.data.coco_sp import split_real_annotations
+    from model.train.coco import CocoKeypoints
+    from model.train.samples import PrnTrainingSet
+
+    generate_dataset(tmp_path, 6, seed=5, val_fraction=0.3, size=(160, 160), max_people=3, progress=False)
+    source = CocoKeypoints.from_root(tmp_path, "train")
+    config = small_config()
+    annotations = identified_real_annotations()
+    train, heldout = split_real_annotations(annotations)
+    assert len(heldout) >= 2 and len(train) >= 4
+    synthetic_only = PrnTrainingSet(source, config)
+    mixed = PrnTrainingSet(source, config, real_annotations=train, real_pose_fraction=0.5, seed=1)
+    synthetic = len(synthetic_only)
+    assert mixed.sources.count("synthetic") == synthetic
+    assert mixed.sources.count("real") == synthetic  # f = 0.5: as many real as synthetic samples
+    assert mixed.index[:synthetic] == synthetic_only.index
+    real_ids = {
+        mixed.people[i][n].annotation_id
+        for (i, n), s in zip(mixed.index, mixed.sources, strict=True)
+        if s == "real"
+    }
+    assert real_ids and real_ids <= {a["id"] for a in train}
+    assert not real_ids & {a["id"] for a in heldout}
+    for item in range(synthetic, len(mixed)):  # real scenes hold 2-4 people whose boxes overlap
+        image, _ = mixed.index[item]
+        assert 2 <= len(mixed.people[image]) <= 4
+    x, y = mixed[len(mixed) - 1]
+    assert x.shape == y.shape == (17, *config.prn_grid) and float(y.sum()) > 0
+    quarter = PrnTrainingSet(source, config, real_annotations=train, real_pose_fraction=0.25, seed=1)
+    assert quarter.sources.count("real") == round(synthetic / 3)
+    with pytest.raises(ValueError, match="real pose annotations"):
+        PrnTrainingSet(source, config, real_pose_fraction=0.5)
+    with pytest.raises(ValueError, match="real_pose_fraction"):
+        PrnTrainingSet(source, config, real_annotations=train, real_pose_fraction=1.0)
+
+
+def test_real_pose_evaluation_scores_the_held_out_part_only(prn, monkeypatch):
+    import model.data.coco_sp as coco_sp
+    import model.evaluation.prn_eval as prn_eval
+
+    annotations = identified_real_annotations()
+    heldout_ids = {a["id"] for a in coco_sp.split_real_annotations(annotations)[1]}
+    monkeypatch.setattr(coco_sp, "load_coco_sp_annotations", lambda cache=None: {"annotations": annotations})
+    seen: list[set[int]] = []
+    overlay = prn_eval.overlay_real_poses
+
+    def recording_overlay(chosen, **kwargs):
+        document = overlay(chosen, **kwargs)
+        seen.append({a["source_id"] for a in document["annotations"]})
+        return document
+
+    monkeypatch.setattr(prn_eval, "overlay_real_poses", recording_overlay)
+    summary = prn_eval.evaluate_prn_real_poses(prn, scenes=6, seed=0)
+    assert summary["part"] == "heldout" and "held-out" in summary["source"]
+    assert summary["real_poses"] == len(heldout_ids) and summary["images"] == 6
+    assert seen[0] and seen[0] <= heldout_ids
+    everything = prn_eval.evaluate_prn_real_poses(prn, scenes=6, seed=0, part="all")
+    assert everything["real_poses"] == len(annotations) and not seen[1] <= heldout_ids
+    with pytest.raises(ValueError, match="part"):
+        prn_eval.evaluate_prn_real_poses(prn, part="test")
+
+
+def test_a_mirrored_real_pose_swaps_sides_inside_its_box():
+    from model.train.samples import mirrored_annotation
+
+    annotation = identified_real_annotations(count=3)[2]  # two joints unlabelled
+    mirrored = mirrored_annotation(annotation)
+    before = np.asarray(annotation["keypoints"]).reshape(17, 3)
+    after = np.asarray(mirrored["keypoints"]).reshape(17, 3)
+    x, _, w, _ = annotation["bbox"]
+    assert mirrored["id"] == annotation["id"] and mirrored["bbox"] == annotation["bbox"]
+    # the left wrist lands where the right wrist was, reflected about the box's centre line
+    assert after[9, 0] == pytest.approx(2 * x + w - before[10, 0]) and after[9, 1] == before[10, 1]
+    assert after[0, 0] == pytest.approx(2 * x + w - before[0, 0])  # the nose stays on its own slot
+    assert (after[:, 2] > 0).sum() == (before[:, 2] > 0).sum()
+    assert np.allclose(np.asarray(mirrored_annotation(mirrored)["keypoints"]), annotation["keypoints"])
+    assert annotation["keypoints"] == identified_real_annotations(count=3)[2]["keypoints"]  # not mutated

@@ -264,3 +264,63 @@ def test_step_decay_is_the_reconstructed_schedule():
     assert step_decay_lr(25, base_lr=1e-3, gamma=0.5, step_epochs=12) == pytest.approx(1e-3 * 0.25)
     with pytest.raises(ValueError):
         step_decay_lr(0)
+
+
+def test_people_keep_their_canvas_size_whatever_the_crop():
+    """Crops are windows of the network's canvas: a 96 px crop shows the person as large as a 192 px one
+    (scale from the canvas, not from the crop, which used to shrink people with the crop)."""
+    record = _record_with_markers()  # shoulders 40 px apart in a 200×240 image
+    common = {
+        "pixel_mean_bgr": MEAN,
+        "flip_prob": 0.0,
+        "scale_range": (1.0, 1.0),
+        "max_rotation_deg": 0.0,
+        "canvas_size": (192, 192),
+    }
+    widths = []
+    for side in (192, 96):
+        augment = PersonCropAugment(
+            AugmentConfig(input_size=(side, side), **common), np.random.default_rng(0)
+        )
+        points = augment(record, main_person=0).keypoints[0]
+        widths.append(float(points[6, 0] - points[5, 0]))
+    assert widths[0] == pytest.approx(40 * 192 / 240, abs=0.5)  # the letterbox scale onto the canvas
+    assert widths[1] == pytest.approx(widths[0], abs=0.5)
+
+
+def test_centre_jitter_moves_the_crop_within_its_bound():
+    record = _record_with_markers()
+    common = {
+        "input_size": (96, 96),
+        "pixel_mean_bgr": MEAN,
+        "flip_prob": 0.0,
+        "scale_range": (1.0, 1.0),
+        "max_rotation_deg": 0.0,
+    }
+    still = PersonCropAugment(AugmentConfig(**common), np.random.default_rng(0))
+    jittered = PersonCropAugment(AugmentConfig(**common, centre_jitter=0.2), np.random.default_rng(0))
+    base = still(record, main_person=0).keypoints[0, 5, :2]
+    shifts = np.array(
+        [(jittered(record, main_person=0).keypoints[0, 5, :2] - base).numpy() for _ in range(40)]
+    )
+    assert np.abs(shifts).max() <= 0.2 * 96 + 0.5  # at most the jitter, in crop pixels
+    assert shifts.std(axis=0).min() > 3  # and it does move, both ways
+
+
+def test_cosine_schedule_warms_up_then_decays_to_its_floor():
+    from model.train.config import train_config
+    from model.train.trainers import keypoint_lr
+
+    config = train_config("demo")
+    hyper = config.keypoints
+    assert hyper.lr_schedule == "cosine" and hyper.warmup_steps > 0
+    total = 1000
+    lrs = [keypoint_lr(config, 1, step, total) for step in range(total)]
+    warm = hyper.warmup_steps
+    assert lrs[0] == pytest.approx(hyper.lr / warm)
+    assert lrs[warm - 1] == pytest.approx(hyper.lr)
+    assert all(a >= b for a, b in zip(lrs[warm:], lrs[warm + 1 :], strict=False))  # monotone decay
+    assert lrs[-1] == pytest.approx(hyper.lr * hyper.min_lr_factor, rel=0.05)
+    # the seed preset keeps the reconstructed step decay, per epoch
+    seed = train_config("default")
+    assert keypoint_lr(seed, 31, 0, total) == pytest.approx(step_decay_lr(31, 4e-5, 0.333, 30))

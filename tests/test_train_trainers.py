@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint, read_checkpoint
+from model.config import ModelConfig
 from model.train.augment import AugmentConfig
 from model.train.coco import CocoKeypoints
 from model.train.config import TrainConfig, train_config
@@ -54,12 +55,21 @@ def _config(synth_dir: Path, run_dir: Path, **values) -> TrainConfig:
         progress=False,
         **values,
     )
-    # a fixed view of the images, so that falling losses measure learning, not augmentation luck
+    # a fixed view of the images, so that falling losses measure learning, not augmentation luck; a
+    # constant lr (the demo's warm-up spans more steps than these runs take)
     return config.model_copy(
         update={
             "augment": config.augment.model_copy(
-                update={"max_rotation_deg": 0.0, "scale_range": (1.0, 1.0), "flip_prob": 0.0}
-            )
+                update={
+                    "max_rotation_deg": 0.0,
+                    "scale_range": (1.0, 1.0),
+                    "flip_prob": 0.0,
+                    "centre_jitter": 0.0,
+                }
+            ),
+            "keypoints": config.keypoints.model_copy(
+                update={"lr_schedule": "step", "lr": 1e-4, "intermediate_weight": 1.0}
+            ),
         }
     )
 
@@ -134,12 +144,12 @@ def test_detection_trains_on_a_frozen_keypoint_path(keypoint_run, synth_dir):
     config = config.model_copy(
         update={
             "detection": config.detection.model_copy(
-                update={"epochs": 4, "batch_size": 2, "lr": 0.01, "warmup_iters": 0, "lr_drops": ()}
+                update={"epochs": 6, "batch_size": 2, "lr": 0.01, "warmup_iters": 0, "lr_drops": ()}
             )
         }
     )
     state = train_detection(config)
-    assert state.epoch == 4 and state.step == 16
+    assert state.epoch == 6 and state.step == 24
 
     after_model, meta = load_checkpoint(run_dir / "model.pt")
     assert _detection_loss(after_model, fixed) < 0.9 * loss_before
@@ -250,3 +260,120 @@ def test_train_cli_runs_a_trainer_and_rejects_missing_data(synth_dir, tmp_path):
     assert (tmp_path / "runs" / "activity_loss.png").is_file()
     missing = runner.invoke(app, args)
     assert missing.exit_code != 0 and "--data" in missing.output
+
+
+def _predicted_poses_file(synth_dir: Path, path: Path, every: int = 1) -> int:
+    """A poses file as ``extract_activity_poses`` writes it: every ``every``-th labelled train person,
+    keypoints moved a little (a stand-in for predictions); returns the number of poses."""
+    import json
+
+    source = CocoKeypoints.from_root(synth_dir, "train")
+    rng = np.random.default_rng(0)
+    poses = []
+    for index, image_id in enumerate(source.image_ids):
+        for person in source.people(index):
+            if not (person.labelled and person.activity):
+                continue
+            keypoints = person.keypoints.copy()
+            keypoints[:, :2] += rng.normal(0, 2, (17, 2)) * (keypoints[:, 2:] > 0)
+            poses.append(
+                {
+                    "image": source.coco.imgs[image_id]["file_name"],
+                    "image_id": int(image_id),
+                    "split": "train",
+                    "annotation_id": person.annotation_id,
+                    "activity": person.activity,
+                    "source": "predicted",
+                    "bbox": [float(v) for v in person.box],
+                    "score": 0.8,
+                    "keypoints": keypoints.tolist(),
+                }
+            )
+    poses = poses[::every]
+    path.write_text(json.dumps({"summary": {}, "poses": poses}))
+    return len(poses)
+
+
+def test_activity_trains_on_ground_truth_and_predicted_poses_split_by_image(synth_dir, tmp_path):
+    from model.train.trainers import activity_dataset
+
+    activities = ("walking", "running", "sitting", "standing")
+    predicted = _predicted_poses_file(synth_dir, tmp_path / "poses.json")
+    truth = len(ActivityPoseSet.from_coco(CocoKeypoints.from_root(synth_dir, "train"), activities))
+    both = _config(synth_dir, tmp_path, poses=tmp_path / "poses.json")
+    poses = activity_dataset(both, activities)
+    assert len(poses) == truth + predicted
+    assert poses.source_counts() == {"ground_truth": truth, "predicted": predicted}
+    assert poses.sources == ["ground_truth"] * truth + ["predicted"] * predicted
+    assert len(activity_dataset(_config(synth_dir, tmp_path), activities)) == truth
+    only_predicted = _config(synth_dir, tmp_path, poses=tmp_path / "poses.json").model_copy(
+        update={"data": None}
+    )
+    assert activity_dataset(only_predicted, activities).source_counts() == {"predicted": predicted}
+    # a person's ground-truth and predicted pose share their image's group: never on both sides
+    assert set(poses.groups[:truth]) == set(poses.groups[truth:])
+    for seed in range(5):
+        train, val = poses.split(0.3, seed)
+        assert sorted(train.indices + val.indices) == list(range(len(poses)))
+        assert len(val) > 0 and not {poses.groups[i] for i in train.indices} & {
+            poses.groups[i] for i in val.indices
+        }
+        assert (
+            poses.source_counts(val.indices)["predicted"] == poses.source_counts(val.indices)["ground_truth"]
+        )
+
+    state = train_activity(both.with_overrides("activity", epochs=2, batch_size=4, lr=None))
+    assert state.epoch == 2
+    assert {"val_accuracy", "val_accuracy_ground_truth", "val_accuracy_predicted"} <= set(state.history[-1])
+
+
+def test_train_cli_takes_ground_truth_and_predicted_poses_together(synth_dir, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from workers.commands.train import register
+
+    _predicted_poses_file(synth_dir, tmp_path / "poses.json", every=2)
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    register(app)
+    args = ["train", "activity", "--checkpoint", str(tmp_path / "m.pt"), "--out", str(tmp_path / "runs")]
+    args += ["--preset", "demo", "--epochs", "1", "--batch-size", "4", "--workers", "0"]
+    args += ["--data", str(synth_dir), "--poses", str(tmp_path / "poses.json")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "activity: 1 epochs" in result.output
+    wrong = CliRunner().invoke(app, [*args, "--real-pose-fraction", "0.5"])
+    assert wrong.exit_code != 0 and "real-pose-fraction" in wrong.output
+
+
+def test_peak_height_tells_flat_maps_from_peaked_ones(synth_dir, tmp_path):
+    """The keypoint trainer's collapse signal: flat joint maps read 0, maps that reach 1 read 1."""
+    from model.multiposenet import MultiPoseNet
+    from model.train.trainers import _peak_height, _pose_loader
+
+    config = _config(synth_dir, tmp_path)
+    model = MultiPoseNet(ModelConfig.preset("demo", input_size=(96, 96)))
+    loader = _pose_loader(config, model, "val", 2, augment=False)
+    predict = model.keypoint_head.predict
+    with torch.no_grad():
+        predict.weight.zero_()
+        predict.bias.zero_()
+        assert _peak_height(model, loader, config, torch.device("cpu")) == pytest.approx(0.0)
+        predict.bias[:17] = 1.0
+        assert _peak_height(model, loader, config, torch.device("cpu")) == pytest.approx(1.0)
+
+
+def test_bf16_channels_last_training_keeps_fp32_weights_and_learns(synth_dir, tmp_path):
+    """The demo recipe's CPU path: bf16 autocast + channels-last, weights and checkpoint stay fp32."""
+    config = _config(synth_dir, tmp_path, precision="bf16", channels_last=True)
+    state = train_keypoints(config.with_overrides("keypoints", epochs=1, batch_size=2, lr=None))
+    assert state.step == 4 and all(np.isfinite(state.step_losses))  # 8 images, batches of 2
+    assert _falls(state.step_losses)
+    model, _ = load_checkpoint(tmp_path / "model.pt")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert 0.0 <= state.history[-1]["val_peak_height"] <= 2.0

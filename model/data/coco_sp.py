@@ -10,12 +10,15 @@ zip — nothing is installed.
 
 Joints with ``v = 0`` carry meaningless (even negative) coordinates in this file; the loader writes
 them as COCO's ``(0, 0, 0)``. Uses: the synthetic generator's ``--pose-prior coco-sp``
-(``model.data.pose_prior``) and evaluating PRN on real pose structure.
+(``model.data.pose_prior``), and training and evaluating PRN on real pose structure: a fixed split by
+annotation id (``split_real_annotations``, 80 % train / 20 % held-out) keeps the PRN figure on poses the
+PRN never trained on.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -40,6 +43,8 @@ __all__ = [
     "fetch_coco_sp_wheel",
     "load_coco_sp_annotations",
     "load_coco_sp_poses",
+    "real_pose_part",
+    "split_real_annotations",
 ]
 
 COCO_SP_PACKAGE = "pocketpose"
@@ -47,6 +52,7 @@ COCO_SP_VERSION = "1.0.0a2.post0"
 COCO_SP_REQUIREMENT = f"{COCO_SP_PACKAGE}=={COCO_SP_VERSION}"
 COCO_SP_JSON = "data/coco_sp/annotations/person_keypoints_val2017.json"
 PIP_TIMEOUT_S = 300
+HELDOUT_FRACTION = 0.2  # share of the real annotations kept out of PRN training (for its figure)
 
 
 class CocoSpUnavailableError(RuntimeError):
@@ -129,3 +135,25 @@ def load_coco_sp_poses(cache: str | Path | None = None) -> list[np.ndarray]:
         keypoints[keypoints[:, 2] <= 0] = 0.0
         poses.append(keypoints)
     return poses
+
+
+def real_pose_part(annotation_id: int, heldout_fraction: float = HELDOUT_FRACTION) -> str:
+    """ "train" or "heldout" for a real annotation, from a hash of its id alone: the same on every machine,
+    independent of the file's order and of which other annotations exist."""
+    if not 0.0 <= heldout_fraction <= 1.0:
+        raise ValueError(f"heldout_fraction must be in [0, 1], got {heldout_fraction}")
+    digest = hashlib.sha256(f"coco_sp/{int(annotation_id)}".encode()).digest()
+    return "heldout" if int.from_bytes(digest[:8], "big") / 2.0**64 < heldout_fraction else "train"
+
+
+def split_real_annotations(
+    annotations: list[dict], heldout_fraction: float = HELDOUT_FRACTION
+) -> tuple[list[dict], list[dict]]:
+    """(train, heldout) parts of COCO annotations by ``real_pose_part`` of their ``id``; order kept."""
+    train, heldout = [], []
+    for annotation in annotations:
+        if "id" not in annotation:
+            raise ValueError("real pose annotations need an 'id' to be split")
+        part = real_pose_part(annotation["id"], heldout_fraction)
+        (heldout if part == "heldout" else train).append(annotation)
+    return train, heldout

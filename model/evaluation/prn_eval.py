@@ -7,13 +7,15 @@ peak per joint per box, and COCO keypoint AP (OKS) scores the poses. Two data so
 
 * a COCO-format split (the synthetic val set), and
 * real COCO poses (``model.data.coco_sp``) overlaid 2–4 to a scene with overlapping boxes, which is where
-  assignment is hard and PRN has to know human pose structure.
+  assignment is hard and PRN has to know human pose structure. Only the held-out part of them
+  (``split_real_annotations``: 20 % by annotation id) is scored by default: PRN training may use the rest
+  (``PrnHyper.real_pose_fraction``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import structlog
@@ -138,7 +140,8 @@ def overlay_real_poses(
     height and placed left to right, every box overlapping its neighbour by 30–75 % of its width.
 
     ``annotations`` are COCO person annotations (keypoints, bbox, area) in their own crop's pixels; the
-    area (OKS's scale) is scaled with the pose."""
+    area (OKS's scale) is scaled with the pose. Each placed annotation's ``source_id`` is the ``id`` of the
+    real annotation it came from (-1 when that had none)."""
     pool = _usable_real_poses(annotations)
     if len(pool) < people[1]:
         raise ValueError(f"only {len(pool)} real poses have ≥ {MIN_OVERLAY_JOINTS} joints inside their box")
@@ -148,6 +151,7 @@ def overlay_real_poses(
         count = int(rng.integers(people[0], people[1] + 1))
         chosen = [pool[i] for i in rng.choice(len(pool), size=count, replace=False)]
         cursor_x, boxes, poses, areas = 0.0, [], [], []
+        source_ids = [int(a.get("id", -1)) for a in chosen]
         for index, annotation in enumerate(chosen):
             x, y, w, h = (float(v) for v in annotation["bbox"])
             scale = float(rng.uniform(*height_range)) / h
@@ -168,7 +172,7 @@ def overlay_real_poses(
         height = int(np.ceil(max(b[1] + b[3] for b in boxes) + shift_y + margin))
         image_id = scene + 1
         images.append({"id": image_id, "width": width, "height": height, "file_name": f"{image_id:06d}.jpg"})
-        for box, points, area in zip(boxes, poses, areas, strict=True):
+        for box, points, area, source_id in zip(boxes, poses, areas, source_ids, strict=True):
             labelled = points[:, 2] > 0
             points[labelled, 0] += shift_x
             points[labelled, 1] += shift_y
@@ -182,6 +186,7 @@ def overlay_real_poses(
                     "area": area,
                     "num_keypoints": int(labelled.sum()),
                     "keypoints": [float(v) for v in points.reshape(-1)],
+                    "source_id": int(source_id),
                 }
             )
     return {
@@ -191,22 +196,37 @@ def overlay_real_poses(
     }
 
 
-def evaluate_prn_real_poses(prn: Any, scenes: int = 200, seed: int = 0) -> dict[str, Any]:
-    """PRN with ground-truth peaks on real COCO poses overlaid several to a box; ``{"skipped": why}`` when
-    the poses cannot be loaded (``model.data.coco_sp`` fetches them once with pip)."""
+def evaluate_prn_real_poses(
+    prn: Any, scenes: int = 200, seed: int = 0, part: Literal["heldout", "train", "all"] = "heldout"
+) -> dict[str, Any]:
+    """PRN with ground-truth peaks on real COCO poses overlaid several to a box, drawn from ``part`` of them
+    (default the held-out 20 %, which PRN training never sees); ``{"skipped": why}`` when the poses cannot
+    be loaded (``model.data.coco_sp`` fetches them once with pip)."""
+    if part not in ("heldout", "train", "all"):
+        raise ValueError(f"part must be heldout, train or all, got {part!r}")
     try:
-        from model.data.coco_sp import load_coco_sp_annotations
+        from model.data.coco_sp import load_coco_sp_annotations, split_real_annotations
 
         annotations = load_coco_sp_annotations()["annotations"]
     except Exception as exc:  # no module, no registry, damaged wheel: the rest of the eval still runs
         reason = f"real COCO poses unavailable ({type(exc).__name__}: {exc})"
         log.warning("skipping PRN on real COCO poses", reason=reason)
         return {"skipped": reason}
-    gt = load_ground_truth(overlay_real_poses(annotations, scenes=scenes, seed=seed))
+    train, heldout = split_real_annotations(annotations)
+    chosen = {"heldout": heldout, "train": train, "all": list(annotations)}[part]
+    gt = load_ground_truth(overlay_real_poses(chosen, scenes=scenes, seed=seed))
     summary = evaluate_prn_on_ground_truth(prn, gt)
-    log.info("PRN on overlaid real COCO poses", scenes=scenes, ap=summary["network"]["AP"])
+    log.info("PRN on overlaid real COCO poses", scenes=scenes, part=part, ap=summary["network"]["AP"])
+    described = {
+        "heldout": "the held-out 20 % (by annotation-id hash; never used for PRN training)",
+        "train": "the 80 % training part",
+        "all": "all of them",
+    }[part]
     return {
-        "source": "coco_sp (pocketpose wheel): real COCO val2017 poses, 2-4 overlaid per scene",
+        "source": f"coco_sp (pocketpose wheel): real COCO val2017 poses, {described}, 2-4 overlaid per scene",
+        "part": part,
+        "real_poses": len(chosen),
+        "usable_real_poses": len(_usable_real_poses(chosen)),
         "seed": seed,
         **summary,
     }

@@ -1,11 +1,12 @@
 """The seed's training augmentation, done with ``torchvision.transforms.v2`` on tv_tensors.
 
 Per sample: pick one annotated ("main") person, scale the image by ``U(0.7, 1.2)`` × the letterbox
-scale (so people have the sizes they have at inference), rotate by ``U(-40°, 40°)`` about that person,
-cut an ``input_size`` crop centred on them, flip horizontally with p = 0.3 (the seed says "vertical";
-a vertical flip would teach upside-down people, see DESIGN.md) swapping left/right joints, and
-zero-centre the BGR channels with the model's mean. Image, ignore mask, keypoints and boxes go through
-the very same v2 functional calls, so a keypoint moves with its pixels.
+scale onto the network's canvas (so people have the sizes they have at inference, whatever the crop
+size), rotate by ``U(-40°, 40°)`` about that person, cut an ``input_size`` crop centred on them
+(optionally jittered), flip horizontally with p = 0.3 (the seed says "vertical"; a vertical flip would
+teach upside-down people, see DESIGN.md) swapping left/right joints, and zero-centre the BGR channels
+with the model's mean. Image, ignore mask, keypoints and boxes go through the very same v2 functional
+calls, so a keypoint moves with its pixels.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ class AugmentConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     input_size: tuple[int, int] = (480, 480)  # crop (height, width)
+    # The network's canvas (height, width) that people are scaled to, as letterboxing does at inference;
+    # None: the crop. A crop smaller than the canvas is a window of the canvas, its people keep their size.
+    canvas_size: tuple[int, int] | None = None
+    # Crop centre moved by U(±centre_jitter · crop side) (person-centred crops: the main person is not always
+    # mid-crop; whole-image views: the window roams over the canvas).
+    centre_jitter: float = Field(0.0, ge=0, le=1)
     max_rotation_deg: float = Field(40.0, ge=0)
     scale_range: tuple[float, float] = (0.7, 1.2)
     flip_prob: float = Field(0.3, ge=0, le=1)
@@ -91,11 +98,15 @@ class PersonCropAugment:
             flip = bool(rng.random() < cfg.flip_prob) if flip is None else flip
         else:
             angle, scale, flip = angle or 0.0, scale or 1.0, bool(flip)
+        canvas_h, canvas_w = cfg.canvas_size or cfg.input_size
+        total_scale = min(canvas_h / height, canvas_w / width) * scale
         if main_person is not None:
             centre = _person_centre(people[main_person])
         else:
             centre = np.array([(width - 1) / 2, (height - 1) / 2], np.float32)
-        total_scale = min(out_h / height, out_w / width) * scale
+        if cfg.enabled and cfg.centre_jitter > 0:
+            shift = rng.uniform(-cfg.centre_jitter, cfg.centre_jitter, 2) * (out_w, out_h) / total_scale
+            centre = centre + shift.astype(np.float32)
 
         # window (original pixels) that, once scaled, covers the crop under any rotation
         side = math.ceil(math.hypot(out_h, out_w))

@@ -25,6 +25,11 @@ class KeypointHyper(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     intermediate_weight: float = Field(1.0, ge=0)  # Σ_i ‖W·(Z_i − S)‖² enters the loss with this factor
     joint_weight_mode: Literal["all", "labelled"] = "all"
+    # "step": the seed's reconstruction (above); "cosine": linear warm-up over ``warmup_steps`` then a
+    # cosine decay to ``lr · min_lr_factor`` at the last step (per step, for short runs from random weights).
+    lr_schedule: Literal["step", "cosine"] = "step"
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_factor: float = Field(0.02, ge=0, le=1)
 
 
 class DetectionHyper(BaseModel):
@@ -45,12 +50,16 @@ class DetectionHyper(BaseModel):
 
 
 class PrnHyper(BaseModel):
-    """Seed: Adam lr 1e-3, binary cross-entropy, ground-truth keypoints only."""
+    """Seed: Adam lr 1e-3, binary cross-entropy, ground-truth keypoints only.
+
+    ``real_pose_fraction``: share of the training samples made from real COCO poses (the train part of
+    ``model.data.coco_sp``) overlaid 2–4 to a scene; 0 = the seed's synthetic-only training."""
 
     model_config = ConfigDict(extra="forbid")
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
+    real_pose_fraction: float = Field(0.0, ge=0, lt=1)
 
 
 class ActivityHyper(BaseModel):
@@ -72,6 +81,7 @@ class AugmentHyper(BaseModel):
     max_rotation_deg: float = Field(40.0, ge=0, le=180)
     scale_range: tuple[float, float] = (0.7, 1.2)
     flip_prob: float = Field(0.3, ge=0, le=1)
+    centre_jitter: float = Field(0.0, ge=0, le=1)  # crop centre moved by up to this fraction of the crop
 
 
 Part = Literal["keypoints", "detection", "prn", "activity"]
@@ -84,11 +94,19 @@ class TrainConfig(BaseSettings):
 
     data: Path | None = None  # a synthetic (or any COCO-format) folder: annotations/person_keypoints_*.json
     coco_root: Path | None = None  # real COCO 2017: annotations/person_keypoints_{train,val}2017.json
-    poses: Path | None = None  # activity only: a poses file written by ``extract_poses``
+    # activity only: a poses file (``extract_poses`` / ``extract_activity_poses``); with --data as well,
+    # both are used (ground-truth and predicted poses, split by image)
+    poses: Path | None = None
     checkpoint: Path = Path("checkpoints/model.pt")  # read (when present) and written
     out: Path = Path("runs")  # curves, logs, resume state
     preset: Literal["demo", "default"] = "default"  # model sizes when the checkpoint does not exist yet
-    input_size: int | None = Field(None, ge=32)  # square crop side; None: the model config's
+    # A fresh network's square canvas side (None: the preset's). People are scaled onto this canvas as at
+    # inference; ``crop_side`` (None: the canvas) cuts smaller training windows from it (cheaper steps).
+    input_size: int | None = Field(None, ge=32)
+    crop_side: int | None = Field(None, ge=32)
+    # bf16: autocast of the keypoint/detection forward (CPU with AVX-512 BF16 or CUDA); fp32 master weights.
+    precision: Literal["fp32", "bf16"] = "fp32"
+    channels_last: bool = False  # NHWC tensors for the convolutions (faster oneDNN/cuDNN kernels)
     workers: int = Field(2, ge=0)
     seed: int = 0
     device: str | None = None  # None/"auto": CUDA when present
@@ -115,11 +133,22 @@ class TrainConfig(BaseSettings):
 
 
 # The "demo" preset's training: small, CPU-friendly, used to build the committed demo checkpoint.
+# From random weights (no ImageNet init reaches these machines) on a CPU budget the seed's 4e-5 step decay
+# barely moves in an hour: Adam 2e-3 with warm-up + cosine, and the intermediate maps at 0.1 so that they
+# do not outweigh the final map (at 1.0 they were ≈ 80 % of the loss; see model/evaluation/demo_weights.py).
 DEMO_OVERRIDES: dict[str, dict[str, object]] = {
-    "keypoints": {"epochs": 30, "batch_size": 8, "lr": 1e-4, "lr_step_epochs": 12},
-    "detection": {"epochs": 12, "batch_size": 8, "lr": 0.005, "warmup_iters": 50},
-    "prn": {"epochs": 20, "batch_size": 64},
-    "activity": {"epochs": 60, "batch_size": 32},
+    "keypoints": {
+        "epochs": 10,
+        "batch_size": 8,
+        "lr": 2e-3,
+        "lr_schedule": "cosine",
+        "warmup_steps": 150,
+        "intermediate_weight": 0.1,
+    },
+    "detection": {"epochs": 4, "batch_size": 8, "lr": 0.005, "warmup_iters": 50},
+    "prn": {"epochs": 12, "batch_size": 64, "real_pose_fraction": 0.5},
+    "activity": {"epochs": 40, "batch_size": 32},
+    "augment": {"flip_prob": 0.5, "centre_jitter": 0.15},
 }
 
 

