@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from model.predictions import COCO_KEYPOINT_NAMES
 
 FORMAT = "posestream-multiposenet"
 FORMAT_VERSION = 1
-# <repo>/checkpoints/demo.pt, next to the installed ``model`` package.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "demo.pt"
+# The committed demo checkpoint is package data of ``model`` (model/weights/demo.pt, card demo.md beside
+# it): found the same way in a checkout, an editable install and an installed wheel, whatever the cwd.
+DEFAULT_CHECKPOINT = Path(str(files("model") / "weights" / "demo.pt"))
 
 
 class CheckpointError(ValueError):
@@ -43,7 +45,7 @@ def _state_for_disk(state: Mapping[str, torch.Tensor], half: bool) -> dict[str, 
     return out
 
 
-def _atomic_save(payload: dict[str, Any], path: Path) -> None:
+def atomic_save(payload: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -84,7 +86,7 @@ def save_checkpoint(
         "extra": dict(extra or {}),
         "parts": {part: _state_for_disk(model.part_state_dict(part), half) for part in PARTS},
     }
-    _atomic_save(payload, path)
+    atomic_save(payload, path)
     return path
 
 
@@ -182,5 +184,5 @@ def update_checkpoint_part(
         payload["version"] = str(version)
     if extra:
         payload["extra"] = {**payload.get("extra", {}), **dict(extra)}
-    _atomic_save(payload, path)
+    atomic_save(payload, path)
     return path

@@ -53,15 +53,26 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(np.asarray(values, dtype=np.float64), q)), 1) if values else None
 
 
+@dataclass(frozen=True)
+class TruthPerson:
+    """One person of a synthetic frame as the sequence drew it."""
+
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    activity: str
+
+
 def synthetic_frames(
     frames: int, people: int, seed: int, size: tuple[int, int]
-) -> Iterator[tuple[np.ndarray, list[tuple[float, float, float, float]]]]:
-    """The synthetic sequence's frames with their ground-truth person boxes (x1, y1, x2, y2)."""
+) -> Iterator[tuple[np.ndarray, list[TruthPerson]]]:
+    """The synthetic sequence's frames with their ground-truth persons (box and activity)."""
     from model.data.sequence import iter_sequence_frames
 
     for frame, truth in iter_sequence_frames(frames=frames, people=people, seed=seed, size=size):
-        boxes = [(x, y, x + w, y + h) for x, y, w, h in (p["bbox"] for p in truth["people"])]
-        yield frame, boxes
+        people = []
+        for person in truth["people"]:
+            x, y, w, h = person["bbox"]
+            people.append(TruthPerson(box=(x, y, x + w, y + h), activity=person["activity"]))
+        yield frame, people
 
 
 def _video_frames(source) -> Iterator[tuple[np.ndarray | bytes, None]]:
@@ -77,22 +88,63 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def match_count(
+def match_pairs(
     truth: list[tuple[float, ...]], found: list[tuple[float, ...]], threshold: float = 0.5
-) -> int:
-    """Ground-truth boxes matched one-to-one (greedy, best IoU first) by a detection with IoU >= threshold."""
+) -> list[tuple[int, int]]:
+    """(truth index, detection index) of the ground-truth boxes matched one-to-one (greedy, best IoU
+    first) by a detection with IoU >= threshold."""
     pairs = sorted(
         ((iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), reverse=True
     )
     used_t: set[int] = set()
     used_f: set[int] = set()
+    matched = []
     for overlap, i, j in pairs:
         if overlap < threshold:
             break
         if i not in used_t and j not in used_f:
             used_t.add(i)
             used_f.add(j)
-    return len(used_t)
+            matched.append((i, j))
+    return matched
+
+
+def match_count(
+    truth: list[tuple[float, ...]], found: list[tuple[float, ...]], threshold: float = 0.5
+) -> int:
+    """Ground-truth boxes matched one-to-one by a detection with IoU >= threshold (``match_pairs``)."""
+    return len(match_pairs(truth, found, threshold))
+
+
+def activity_pairs(
+    truth: list[TruthPerson], events: list[PersonEvent], threshold: float = 0.5
+) -> list[tuple[str, str]]:
+    """(true activity, predicted activity) of each true person a detection matches (IoU >= threshold)."""
+    pairs = match_pairs([t.box for t in truth], [tuple(e.bbox) for e in events], threshold)
+    return [(truth[i].activity, events[j].activity) for i, j in pairs]
+
+
+def activity_figures(confusion: Counter[tuple[str, str]]) -> dict[str, Any]:
+    """Activity against the ground truth over matched person-frames, from (true, predicted) counts: overall
+    accuracy, per true class (persons, correct, accuracy = that class's recall) and the confusion counts."""
+    total = sum(confusion.values())
+    correct = sum(n for (truth, predicted), n in confusion.items() if truth == predicted)
+    by_class: dict[str, dict[str, Any]] = {}
+    matrix: dict[str, dict[str, int]] = {}
+    for (truth, predicted), n in sorted(confusion.items()):
+        row = by_class.setdefault(truth, {"persons": 0, "correct": 0})
+        row["persons"] += n
+        row["correct"] += n if truth == predicted else 0
+        matrix.setdefault(truth, {})[predicted] = n
+    for row in by_class.values():
+        row["accuracy"] = round(row["correct"] / row["persons"], 3)
+    return {
+        "activity_matched": total,
+        "activity_correct": correct,
+        "activity_accuracy": round(correct / total, 3) if total else None,
+        "activity_by_class": by_class,
+        "activity_confusion": matrix,  # true activity -> predicted activity -> person-frames
+    }
 
 
 class Collector:
@@ -113,9 +165,10 @@ class Collector:
         self.result_times: list[float] = []
         self.images: dict[tuple[str, int], np.ndarray] = {}
         self.annotated = 0
-        self.truth: dict[tuple[str, int], list[tuple[float, ...]]] = {}
+        self.truth: dict[tuple[str, int], list[TruthPerson]] = {}
         self.truth_persons = 0
         self.truth_matched = 0
+        self.activity_confusion: Counter[tuple[str, str]] = Counter()  # (true, predicted) of matched persons
         self._waiting: dict[tuple[str, int], FrameResult] = {}
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -130,7 +183,7 @@ class Collector:
         self.subscriber.close()
 
     def keep(self, camera_id: str, frame_id: int, image: np.ndarray | bytes, truth) -> None:
-        """Remember the frame (for drawing) and its ground truth (for the detection figures)."""
+        """Remember the frame (for drawing) and its ground truth (for the detection and activity figures)."""
         with self.lock:
             if self.out_dir is not None and isinstance(image, np.ndarray):
                 self.images[(camera_id, frame_id)] = image
@@ -178,8 +231,10 @@ class Collector:
         )
         truth = self.truth.pop(key, None)
         if truth is not None and result.status == "ok":
+            pairs = activity_pairs(truth, events)
             self.truth_persons += len(truth)
-            self.truth_matched += match_count(truth, [tuple(e.bbox) for e in events])
+            self.truth_matched += len(pairs)
+            self.activity_confusion.update(pairs)
         self._say(
             f"{result.camera_id:>12}  frame {result.frame_id}  {result.status:5}  "
             f"{result.persons} person(s): {people}  ({result.latency_ms:.0f} ms)"
@@ -250,6 +305,8 @@ def summarise(collector: Collector, published: int, dropped: int, started: float
         "detection_recall": round(collector.truth_matched / collector.truth_persons, 3)
         if collector.truth_persons
         else None,
+        # Of those matched persons: predicted activity == the sequence's activity in that frame.
+        **activity_figures(collector.activity_confusion),
         "out_dir": str(collector.out_dir) if collector.out_dir else None,
     }
 
@@ -277,6 +334,15 @@ def format_summary(summary: dict) -> str:
             -1,
             f"ground truth       {summary['ground_truth_found']} of {summary['ground_truth_persons']} "
             f"persons found (IoU >= 0.5, recall {summary['detection_recall']})",
+        )
+    if summary.get("activity_matched"):
+        per_class = ", ".join(
+            f"{name} {row['correct']}/{row['persons']}" for name, row in summary["activity_by_class"].items()
+        )
+        lines.insert(
+            -1,
+            f"activity vs truth  {summary['activity_correct']} of {summary['activity_matched']} found "
+            f"persons right (accuracy {summary['activity_accuracy']}; {per_class})",
         )
     return "\n".join(lines)
 

@@ -75,5 +75,13 @@ def test_demo_end_to_end_summary_balances(tmp_path: Path) -> None:
     assert DEFAULT_CHECKPOINT.is_file()
     assert summary["persons"] > 0
     assert summary["ground_truth_found"] > 0
+    # The found persons' activities, against the sequence's activity of each person in that frame.
+    assert summary["activity_matched"] == summary["ground_truth_found"]
+    assert 0 <= summary["activity_correct"] <= summary["activity_matched"]
+    assert 0.0 <= summary["activity_accuracy"] <= 1.0
+    by_class = summary["activity_by_class"]
+    assert sum(row["persons"] for row in by_class.values()) == summary["activity_matched"]
+    assert sum(row["correct"] for row in by_class.values()) == summary["activity_correct"]
+    assert "activity vs truth" in done.stdout
     assert summary["latency_ms"]["p50"] is not None
     assert summary["model"].startswith("demo-synthetic")

@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
         redis_url: str | None = typer.Option(
             None, help="Use this Redis instead of starting an embedded one (its streams must be empty)."
         ),
-        checkpoint: str | None = typer.Option(None, help="Model checkpoint (default: checkpoints/demo.pt)."),
+        checkpoint: str | None = typer.Option(
+            None, help="Model checkpoint (default: the packaged model/weights/demo.pt)."
+        ),
         config: Path | None = typer.Option(None, help="Serve config (default: deploy/serve_config.yaml)."),
         timeout: float = typer.Option(600.0, help="Seconds to wait for the last frames once published."),
         verbose: bool = typer.Option(False, help="Show the Ray/Serve replicas' logs."),

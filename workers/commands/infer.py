@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         images: list[Path] = typer.Argument(..., help="Image files (anything OpenCV reads: JPEG, PNG, …)."),
         out: Path = typer.Option(Path("posestream-out"), "-o", "--out", help="Folder for the drawn images."),
         checkpoint: Path | None = typer.Option(
-            None, "--checkpoint", help="Checkpoint file (default: checkpoints/demo.pt when present)."
+            None, "--checkpoint", help="Checkpoint file (default: the packaged model/weights/demo.pt)."
         ),
         json_files: bool = typer.Option(
             False, "--json", help="Also write OUT/<image stem>.json: the image's PersonEvents as a JSON list."
