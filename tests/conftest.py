@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import redis
-from stream_helpers import DEBIAN_REDIS
+from stream_helpers import DEBIAN_REDIS, skip_unless_available
 
 from workers.redis_server import RedisServer
 
@@ -18,7 +18,7 @@ def redis_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     executable = None
     if request.param == "debian":
         if not DEBIAN_REDIS.is_file():
-            pytest.skip("Debian's redis-server is not installed")
+            skip_unless_available("Debian's redis-server is not installed")
         executable = DEBIAN_REDIS
     with RedisServer(tmp_path_factory.mktemp(f"redis-{request.param}"), executable=executable) as server:
         yield server

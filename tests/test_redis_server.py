@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis
-from stream_helpers import DEBIAN_REDIS
+from stream_helpers import DEBIAN_REDIS, skip_unless_available
 
 from workers.redis_server import RedisServer, RedisServerError, find_redis_executable
 
@@ -14,7 +14,7 @@ EXECUTABLES = ["bundled", "debian"]
 def _executable(name: str):
     if name == "debian":
         if not DEBIAN_REDIS.is_file():
-            pytest.skip("Debian's redis-server is not installed")
+            skip_unless_available("Debian's redis-server is not installed")
         return DEBIAN_REDIS
     return None
 
