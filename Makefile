@@ -41,9 +41,13 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
 
-# The committed demo checkpoint (checkpoints/demo.pt + demo.md): synthetic set → the four trainers (demo
-# preset) → eval → fp16. About 30–45 min on a 2-core CPU; deterministic for DEMO_SEED on one machine.
-# DEMO_ARGS=--smoke: the same recipe at toy sizes (a few minutes, writes build/demo-weights/demo-smoke.pt).
+# The committed demo checkpoint (model/weights/demo.pt + demo.md, shipped in the wheel): 3000 synthetic
+# 480 px images → the four trainers (demo preset, bf16 on the CPU) → eval → fp16. About 1.5–2 h on a
+# 2-core CPU; deterministic for DEMO_SEED on one machine. Resumable: stopped anywhere (Ctrl-C, a kill, a
+# lost session), the same command continues from the last completed epoch and ends with the same bytes.
+# Run it in the background: `nohup make demo-weights > build/demo-weights.log 2>&1 &`.
+# DEMO_ARGS=--smoke: the same recipe at toy sizes (a few minutes, writes build/demo-weights/demo-smoke.pt);
+# DEMO_ARGS=--fresh: start afresh even where build/demo-weights holds a run of this recipe.
 DEMO_SEED ?= 0
 DEMO_ARGS ?=
 .PHONY: demo-weights

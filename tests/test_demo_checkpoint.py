@@ -1,80 +1,82 @@
-"""The committed demo checkpoint (``checkpoints/demo.pt``) finds the people of synthetic scenes it never saw.
+"""The committed demo checkpoint (``model/weights/demo.pt``) on scenes it never saw, as a user receives it.
 
-The scenes come from a seed the recipe does not train on; a person counts as found when a predicted box
-covers it with IoU ≥ 0.5, and the found persons' keypoints are scored with COCO's OKS.
+Generated scenes of a seed no recipe trains on, persons at the display threshold, matched one-to-one
+to the people drawn (``model.evaluation.unseen_scenes``). Each check is one that a weak model fails: a
+model that predicts no keypoints scores the mean-pose baseline, a detector that fires on texture reports
+persons on empty frames, a classifier fed by wrong poses labels matched people at chance.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from torchvision.ops import box_iou
 
 from model.checkpoint import DEFAULT_CHECKPOINT
-from model.data.synth import render_example
-from model.evaluation.coco_eval import COCO_KEYPOINT_SIGMAS
+from model.evaluation.empty_frames import evaluate_empty_frames
+from model.evaluation.unseen_scenes import UnseenSceneReport, check_unseen_scenes
 from model.pipeline import PosePipeline
-from model.predictions import PosedPerson
 
-UNSEEN_SEED = 20261127  # not the recipe's seed (0): scenes the checkpoint never trained on
-SCENES = 12
-SIDE = 256
+UNSEEN_SEED = 20261201  # not the recipe's data seed (0) nor its unseen-scene seed (1000003)
+SCENES = 16
+SIDE = 256  # the committed checkpoint's canvas (it was trained on 256 px scenes of up to 3 people)
+MAX_PEOPLE = 3
 
+# What the committed checkpoint does and must keep doing (measured: precision 0.67, recall 0.56, median
+# OKS 0.39 against the mean pose's 0.19, activity on ground-truth poses 1.0), each bar above the weak
+# baseline beside it.
+MIN_PRECISION = 0.6
+MIN_RECALL = 0.5
+MIN_OKS_OVER_MEAN_POSE = 0.1  # median OKS above a fixed mean pose pasted into the same boxes
+MIN_ACTIVITY_TRUTH_POSE = 0.8  # 4 classes: chance is 0.25
 
-def oks(predicted: np.ndarray, truth: np.ndarray, area: float) -> float:
-    """Object keypoint similarity of one predicted pose (17, 3) against one ground truth (17, 3)."""
-    labelled = truth[:, 2] > 0
-    if not labelled.any():
-        return 0.0
-    squared = ((predicted[:, :2] - truth[:, :2]) ** 2).sum(axis=1)
-    similarity = np.exp(-squared / (2 * max(area, 1.0) * (2 * COCO_KEYPOINT_SIGMAS) ** 2))
-    return float(similarity[labelled].mean())
+# Issue 16's targets, which the committed checkpoint misses (strict xfail: a checkpoint that meets one
+# makes its test XPASS, i.e. fail, so the marker is removed when a better model lands).
+TARGET_MEDIAN_OKS = 0.5  # measured 0.39
+TARGET_ACTIVITY_PREDICTED = 0.8  # measured 0.50 on predicted poses of matched persons
+TARGET_FALSE_PERSONS_PER_EMPTY_FRAME = 0.05  # measured 6.7 on 256 px backgrounds and noise
+MISSED = "issue 16: the committed checkpoint misses this target (its card, model/weights/demo.md)"
 
 
 @pytest.fixture(scope="module")
 def shipped() -> PosePipeline:
     assert DEFAULT_CHECKPOINT.is_file(), f"the demo checkpoint is committed at {DEFAULT_CHECKPOINT}"
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)
     pipeline = PosePipeline.load(device="cpu")
     assert pipeline.trained and pipeline.model_version.startswith("demo-synthetic")
     return pipeline
 
 
-def test_the_shipped_checkpoint_finds_unseen_synthetic_people(shipped: PosePipeline) -> None:
-    truths_found, truths_total, similarities = 0, 0, []
-    for index in range(SCENES):
-        image, truths = render_example(UNSEEN_SEED, index, SIDE, SIDE, max_people=3)
-        (persons,) = shipped.predict([image])
-        truths_total += len(truths)
-        if not truths or not persons:
-            continue
-        truth_boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (t.bbox for t in truths)])
-        predicted_boxes = torch.tensor([p.bbox for p in persons], dtype=torch.float32)
-        iou = box_iou(truth_boxes, predicted_boxes)
-        for row, truth in enumerate(truths):
-            best = int(iou[row].argmax())
-            if float(iou[row, best]) < 0.5:
-                continue
-            truths_found += 1
-            similarities.append(oks(persons[best].keypoints, truth.keypoints, truth.area))
-
-    assert truths_total >= SCENES  # the scenes do have people
-    recall = truths_found / truths_total
-    assert recall >= 0.5, (truths_found, truths_total)
-    # An untrained network scores about 0 here; the shipped one about 0.3 (demo.md: keypoint AP is its
-    # weak part on a 2-core CPU budget).
-    assert float(np.median(similarities)) >= 0.15, similarities
+@pytest.fixture(scope="module")
+def report(shipped: PosePipeline) -> UnseenSceneReport:
+    return check_unseen_scenes(shipped, UNSEEN_SEED, SCENES, SIDE, MAX_PEOPLE)
 
 
-def test_the_shipped_activity_classifier_labels_unseen_ground_truth_poses(shipped: PosePipeline) -> None:
-    posed, labels = [], []
-    for index in range(SCENES * 4):
-        _, truths = render_example(UNSEEN_SEED, index, SIDE, SIDE, max_people=3)
-        for truth in truths:
-            x, y, w, h = truth.bbox
-            posed.append(PosedPerson(bbox=(x, y, x + w, y + h), score=1.0, keypoints=truth.keypoints))
-            labels.append(truth.activity)
-    (predicted,) = shipped.model.activity.classify([posed])
-    accuracy = float(np.mean([p.activity == label for p, label in zip(predicted, labels, strict=True)]))
-    assert len(set(labels)) == 4 and accuracy >= 0.7, accuracy  # 4 classes: chance is 0.25
+def test_the_shipped_detector_finds_unseen_people_one_to_one(report: UnseenSceneReport) -> None:
+    assert report.truth_persons >= SCENES  # the scenes do hold people
+    assert report.precision >= MIN_PRECISION, report
+    assert report.recall >= MIN_RECALL, report
+
+
+def test_the_shipped_poses_beat_a_fixed_mean_pose(report: UnseenSceneReport) -> None:
+    assert report.matched >= SCENES // 2
+    assert report.median_oks >= report.mean_pose_median_oks + MIN_OKS_OVER_MEAN_POSE, report
+
+
+def test_the_shipped_classifier_labels_ground_truth_poses(report: UnseenSceneReport) -> None:
+    assert report.activity_accuracy_truth_pose >= MIN_ACTIVITY_TRUTH_POSE, report
+
+
+@pytest.mark.xfail(strict=True, reason=MISSED)
+def test_target_the_shipped_poses_clear_oks(report: UnseenSceneReport) -> None:
+    assert report.median_oks >= TARGET_MEDIAN_OKS, report
+
+
+@pytest.mark.xfail(strict=True, reason=MISSED)
+def test_target_activities_are_right_on_predicted_poses(report: UnseenSceneReport) -> None:
+    assert report.activity_accuracy_predicted >= TARGET_ACTIVITY_PREDICTED, report
+
+
+@pytest.mark.xfail(strict=True, reason=MISSED)
+def test_target_frames_without_people_yield_no_persons(shipped: PosePipeline) -> None:
+    empty = evaluate_empty_frames(shipped, count=24, seed=UNSEEN_SEED, size=(SIDE, SIDE))
+    assert empty.false_persons_per_frame <= TARGET_FALSE_PERSONS_PER_EMPTY_FRAME, empty

@@ -69,7 +69,7 @@ def test_demo_card_records_command_figures_and_recipe(evaluated, tmp_path):
     command = "make demo-weights"
     card = write_card(tmp_path / "demo.md", checkpoint, Recipe(), figures, results, timings, command)
     text = card.read_text()
-    assert "`make demo-weights`" in text and "keypoint_ap" in text and "| keypoint_lr | 0.002 |" in text
+    assert "`make demo-weights`" in text and "keypoint_ap" in text and "| keypoint_lr | 0.0005 |" in text
     assert "sha256" in text and "train keypoints" in text
 
 
