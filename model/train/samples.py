@@ -402,20 +402,13 @@ def extract_poses(
 
 
 def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``first`` (N, 4) with every box of ``second`` (M, 4), x1 y1 x2 y2 → (N, M)."""
-    a = np.asarray(first, np.float64).reshape(-1, 4)
-    b = np.asarray(second, np.float64).reshape(-1, 4)
-    width = np.clip(
-        np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None
-    )
-    height = np.clip(
-        np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None
-    )
-    inter = width * height
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    """IoU of every box of ``first`` (N, 4) with every box of ``second`` (M, 4), x1 y1 x2 y2 → (N, M);
+    torchvision's, with 0 where both boxes are empty."""
+    from torchvision.ops import box_iou as tv_box_iou
+
+    a = torch.as_tensor(np.asarray(first, np.float64).reshape(-1, 4))
+    b = torch.as_tensor(np.asarray(second, np.float64).reshape(-1, 4))
+    return torch.nan_to_num(tv_box_iou(a, b), nan=0.0).numpy()
 
 
 def match_persons(
