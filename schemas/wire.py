@@ -62,7 +62,11 @@ class WireMessage(BaseModel):
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
-        obj = unpack_map(data)
+        return cls.from_map(unpack_map(data))
+
+    @classmethod
+    def from_map(cls, obj: dict[str, Any]) -> Self:
+        """Validate a decoded wire map: the strict path every reader of the wire takes."""
         # ``v`` has a default for Python callers, but on the wire it is required.
         if "v" not in obj:
             raise ValidationError.from_exception_data(

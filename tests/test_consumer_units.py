@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import cv2
+import msgpack
 import numpy as np
 import pytest
 from stream_helpers import frame_payload, image_bytes, run_scenario
@@ -87,6 +88,20 @@ def test_parse_rejects_with_reasons_before_decoding():
     with pytest.raises(FrameRejected) as info:
         decode_entry("1-0", {field: frame_payload("cam", 4, corrupt)}, **limits)
     assert info.value.reason == DeadReason.BAD_IMAGE
+
+
+def test_a_frame_without_its_version_is_dead_lettered_as_schema():
+    """``v`` is required on the wire (the model's Python default must not fill it in for a reader)."""
+    field = STREAM_FIELD.encode()
+    limits = dict(max_payload_bytes=1 << 20, max_pixels=100 * 100)
+    message = msgpack.unpackb(frame_payload("cam", 5, image_bytes(8, 8)), raw=False)
+    assert parse_entry("1-0", {field: msgpack.packb(message)}, **limits).frame.frame_id == 5
+    del message["v"]
+    with pytest.raises(FrameRejected) as info:
+        parse_entry("1-0", {field: msgpack.packb(message)}, **limits)
+    assert info.value.reason == DeadReason.SCHEMA
+    assert "v" in info.value.error
+    assert (info.value.camera_id, info.value.frame_id) == ("cam", 5)
 
 
 def test_window_publishes_each_camera_in_frame_order():

@@ -151,7 +151,7 @@ def parse_entry(
         raise FrameRejected(DeadReason.NOT_MSGPACK, str(exc), payload) from exc
     camera_id, frame_id = _identity(message)
     try:
-        frame = Frame.model_validate(message)
+        frame = Frame.from_map(message)
     except ValidationError as exc:
         error = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise FrameRejected(DeadReason.SCHEMA, error, payload, camera_id, frame_id) from exc
