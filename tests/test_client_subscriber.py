@@ -171,3 +171,33 @@ def test_group_reader_redelivers_unacked_after_a_crash(server):
     again = EventSubscriber(settings=settings, start="0", group="g", consumer="worker-1")
     assert [m.frame_id for m in again.messages(follow=False)] == [0, 1, 2, 3]
     writer.close()
+
+
+def test_a_restarted_group_reader_takes_over_its_predecessors_pending_entries(server):
+    """The default consumer name holds the pid: a restarted subscriber is a new consumer, and the
+    entries its predecessor received but never acknowledged must not stay pending under the old name."""
+    settings = _settings(server)
+    writer = connect(server.url)
+    key = settings.shard_keys(0).events
+    _write_events(writer, settings, "cam", range(4))
+    first = EventSubscriber(settings=settings, start="0", group="g", consumer="pid-1", count=2)
+    stream = first.messages(follow=False)
+    assert next(stream).frame_id == 0  # frames 0 and 1 are now pending under pid-1
+    first.redis.close()
+    del stream, first
+    patient = EventSubscriber(settings=settings, group="g", consumer="pid-2", claim_idle_ms=None)
+    assert [m.frame_id for m in patient.messages(follow=False)] == [2, 3]  # without the takeover
+    assert writer.xpending(key, "g")["pending"] == 2
+    time.sleep(0.3)
+    successor = EventSubscriber(settings=settings, group="g", consumer="pid-3", claim_idle_ms=200)
+    assert [m.frame_id for m in successor.messages(follow=False)] == [0, 1]
+    assert successor.claimed == 2
+    assert writer.xpending(key, "g")["pending"] == 0
+    # Entries that were not idle long enough stay with their consumer.
+    _write_events(writer, settings, "cam", [4])
+    busy = EventSubscriber(settings=settings, group="g", consumer="pid-4", count=1)
+    assert next(busy.messages(follow=False)).frame_id == 4
+    other = EventSubscriber(settings=settings, group="g", consumer="pid-5", claim_idle_ms=60_000)
+    assert list(other.messages(follow=False)) == []
+    assert other.claimed == 0
+    writer.close()

@@ -6,7 +6,10 @@ Two modes:
   read from the last id seen and neither loses nor repeats entries.
 - group (XREADGROUP + XACK): its own consumer group, for a subscriber that needs every event; an entry
   is acknowledged once the caller asks for the next one, and after a reconnect this consumer's pending
-  entries are re-read first (at-least-once).
+  entries are re-read first (at-least-once). The default consumer name holds the process id, so a
+  restarted subscriber is a new consumer: at start, and every ``claim_idle_ms``, it takes over entries
+  that another consumer of the group left pending for that long (a crashed predecessor), following the
+  XAUTOCLAIM cursor, and reads them before new ones.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class EventSubscriber:
         block_ms: int = 1000,
         count: int = 100,
         reconnect_backoff_cap_s: float = 2.0,
+        claim_idle_ms: int | None = 30_000,
     ) -> None:
         self.settings = settings or Settings()
         self.kinds = tuple(kinds)
@@ -81,6 +85,9 @@ class EventSubscriber:
         self.count = count
         self.reconnect_backoff_cap_s = reconnect_backoff_cap_s
         self.reconnects = 0
+        self.claim_idle_ms = claim_idle_ms  # None: never take over other consumers' pending entries
+        self.claimed = 0  # entries taken over from other consumers of the group
+        self._next_claim = 0.0  # time.monotonic() of the next orphan sweep
         self.skipped = 0  # entries that did not decode as their stream's message type
         shards = range(self.settings.shards)
         if self.camera_ids is not None:  # only the shards these cameras publish to
@@ -120,6 +127,26 @@ class EventSubscriber:
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+
+    def _claim_orphans(self) -> None:
+        """Group mode: make entries idle in other consumers' PELs for ``claim_idle_ms`` ours, then re-read
+        our pending entries first, in id order. (Not JUSTID: redis-py drops the cursor of that reply.)"""
+        if self.group is None or self.claim_idle_ms is None or time.monotonic() < self._next_claim:
+            return
+        self._next_claim = time.monotonic() + self.claim_idle_ms / 1000
+        for stream in self._kind_of:
+            cursor = "0-0"
+            while True:
+                cursor_raw, claimed, *_deleted = self.redis.xautoclaim(
+                    stream, self.group, self.consumer, self.claim_idle_ms, cursor, self.count
+                )
+                if claimed:
+                    self.claimed += len(claimed)
+                    self._pending_first = True
+                    log.info("subscriber_claimed_orphans", stream=stream, count=len(claimed))
+                cursor = _text(cursor_raw)
+                if cursor == "0-0":
+                    break
 
     def _start_once(self) -> None:
         if self._started:
@@ -182,6 +209,7 @@ class EventSubscriber:
                 self._start_once()
                 if self.group is not None:
                     self._ack()
+                    self._claim_orphans()
                 block = self.block_ms if follow else None
                 if idle_timeout_s is not None and follow:
                     left = idle_timeout_s - (time.monotonic() - last_seen)
@@ -191,8 +219,10 @@ class EventSubscriber:
                 was_pending_read = self.group is not None and self._pending_first
                 reply = self._read(block)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                # redis-py's own retries are spent: wait and re-issue from the last ids.
+                # redis-py's own retries are spent: wait and re-issue from the last ids. In group mode
+                # a lost XREADGROUP reply left entries pending with us: re-read those first.
                 self.reconnects += 1
+                self._pending_first = True
                 log.warning("subscriber_reconnect", error=str(exc), sleep_s=round(backoff, 3))
                 time.sleep(backoff)
                 backoff = min(backoff * 2, self.reconnect_backoff_cap_s)

@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 import structlog
+from redis.exceptions import ConnectionError, TimeoutError
 
 from workers.streams import StreamConsumer
 
@@ -37,8 +38,10 @@ class BalancedStreamConsumer(StreamConsumer):
             await asyncio.shield(task)
         lease = self._leases.get(shard)
         if lease is not None:
-            with contextlib.suppress(ConnectionError, TimeoutError):
+            try:
                 await lease.release()
+            except (ConnectionError, TimeoutError) as exc:  # redis' classes, not the builtins
+                self.log.warning("shard_release_failed", shard=shard, error=repr(exc))  # it lapses in a ttl
         self.log.info("shard_shed", shard=shard)
 
 

@@ -109,6 +109,7 @@ class ShardReader:
         claimed = await self.client.xclaim(self.keys.frames, self.group, self.consumer, 0, [entry.entry_id])
         if not claimed or claimed[0][0] is None:
             await self.client.xack(self.keys.frames, self.group, entry.entry_id)
+            log.warning("deleted_pending_acked", stream=self.keys.frames, entry_id=entry.entry_id)
             return None
         again = Entry(entry.entry_id, claimed[0][1])
         await self.fill_deliveries([again])
