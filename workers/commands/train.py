@@ -73,7 +73,9 @@ def _make_command(name: str):  # returns the Typer command function
             min=32,
             help="Training crop side, cut from the canvas at its scale. Default: the canvas.",
         ),
-        precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast, fp32 weights)."),
+        precision: str = typer.Option(
+            "fp32", "--precision", help="fp32, bf16 (autocast, fp32 weights) or auto (bf16 where native)."
+        ),
         channels_last: bool = typer.Option(False, "--channels-last", help="NHWC convolutions."),
         workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes."),
         resume: bool = typer.Option(

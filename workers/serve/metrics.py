@@ -84,6 +84,10 @@ class ConsumerMetrics:
         "redeliveries": ("posestream_redeliveries", "Frames delivered more than once (claimed pending)."),
         "pipeline_errors": ("posestream_pipeline_errors", "Pipeline calls that failed (frames retried)."),
         "fenced": ("posestream_fenced", "Publishes refused: another consumer owns the shard now."),
+        "redis_out_of_memory": (
+            "posestream_redis_out_of_memory",
+            "Writes Redis refused at maxmemory (noeviction); the consumer waits and retries.",
+        ),
     }
 
     def __init__(self) -> None:
@@ -100,6 +104,9 @@ class ConsumerMetrics:
             "posestream_pending", description="Delivered, unacknowledged frames.", tag_keys=("shard",)
         )
         self.shards_owned = metrics.Gauge("posestream_shards_owned", description="Shards this replica holds.")
+        self.redis_full = metrics.Gauge(
+            "posestream_redis_full", description="1 while Redis refuses this replica's writes for memory."
+        )
         self._seen: dict[str, float] = {}
 
     def record(self, counts: Mapping[str, float], dead_by_reason: Mapping[str, float]) -> None:
@@ -108,6 +115,7 @@ class ConsumerMetrics:
             self._add(counter, key, counts.get(key, 0.0), None)
         for reason, total in dead_by_reason.items():
             self._add(self.dead, f"dead:{reason}", total, {"reason": reason})
+        self.redis_full.set(float(bool(counts.get("redis_full", False))))
 
     def _add(self, counter: metrics.Counter, key: str, total: float, tags: dict[str, str] | None) -> None:
         delta = float(total) - self._seen.get(key, 0.0)

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, OutOfMemoryError, TimeoutError
 
 from schemas.settings import Settings
 from workers.pipeline import FramePipeline
@@ -171,9 +171,13 @@ class StreamConsumer:
     # ------------------------------------------------------------------ internals
     async def _tick(self) -> None:
         try:
-            await self._renew()
+            await self._renew()  # a compare-and-PEXPIRE script: Redis runs it at maxmemory too
             await self._reap()
-            await self._acquire()
+            try:
+                await self._acquire()
+            except OutOfMemoryError as exc:  # INCR / SET NX refused: hold what we have, wait for memory
+                self._stats.note_redis_full(True)
+                self.log.warning("redis_out_of_memory", during="lease acquire", error=str(exc))
             await self.backlog()
         except (ConnectionError, TimeoutError) as exc:
             self._stats.redis_errors += 1
@@ -231,6 +235,7 @@ class StreamConsumer:
                 self._leases[shard] = lease
             if await lease.acquire():
                 self._stats.leases_acquired += 1
+                self._stats.redis_full = False  # INCR and SET NX went through
                 worker = ShardConsumer(
                     self.client,
                     shard,

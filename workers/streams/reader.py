@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from schemas.streams import StreamKeys
 
@@ -49,6 +49,11 @@ class ShardReader:
         try:
             await self.client.xgroup_create(self.keys.frames, self.group, id="0", mkstream=True)
             log.info("group_created", stream=self.keys.frames, group=self.group)
+        except OutOfMemoryError:
+            # Redis 7 refuses XGROUP CREATE at maxmemory before it can answer BUSYGROUP: ask instead.
+            groups = await self.client.xinfo_groups(self.keys.frames)
+            if not any(_id(g["name"]) == self.group for g in groups):
+                raise
         except ResponseError as exc:
             if not str(exc).startswith("BUSYGROUP"):
                 raise

@@ -4,7 +4,9 @@ Flow per batch: claimed/read entries → poison check (delivery count) → parse
 header dimensions) → stale policy → image decode (in a thread) → the pipeline, up to ``in_flight``
 frames at once → outcomes published per camera in frame order through the fenced writer. Any Redis
 failure that outlasts redis-py's retries drops the window (those frames stay pending) and the shard
-is taken up again from its pending entries, while the lease is still ours.
+is taken up again from its pending entries, while the lease is still ours. Redis at ``maxmemory``
+(``noeviction``) is a wait, not a failure: a refused publish keeps the window and the lease and is
+retried with backoff until memory frees (DESIGN.md, "Delivery semantics").
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import ConnectionError, OutOfMemoryError, ResponseError, TimeoutError
 
 from model.predictions import PersonPrediction
 from schemas.settings import Settings
@@ -30,11 +32,11 @@ from workers.streams.ordering import InFlightWindow, Slot
 from workers.streams.reader import Entry, ShardReader
 from workers.streams.stale import StaleCandidate, StalePolicy, StaleRule
 from workers.streams.stats import ConsumerStats
-from workers.streams.writer import FencedWriter, Outputs, PublishStatus, Retention
+from workers.streams.writer import FencedWriter, Outputs, PublishStatus, RedisFull, Retention
 
 log = structlog.get_logger()
 
-REDIS_ERRORS = (ConnectionError, TimeoutError)
+REDIS_ERRORS = (ConnectionError, TimeoutError, OutOfMemoryError)  # the last: writes refused at maxmemory
 
 
 class LeaseLost(Exception):
@@ -116,9 +118,13 @@ class ShardConsumer:
                 if kind is None:
                     raise
                 failures += 1
-                self.stats.redis_errors += 1
                 delay = self.backoff.compute(failures)
-                self.log.warning("redis_unavailable", error=repr(exc), retry_in_s=delay)
+                if kind == "full":
+                    self.stats.note_redis_full(True)
+                    self.log.warning("redis_out_of_memory", error=repr(exc), retry_in_s=delay)
+                else:
+                    self.stats.redis_errors += 1
+                    self.log.warning("redis_unavailable", error=repr(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
             finally:
                 self.window = None
@@ -264,18 +270,32 @@ class ShardConsumer:
         return Dead(exc.reason.value, exc.error, exc.payload, exc.camera_id, exc.frame_id)
 
     async def _publish(self, slots: list[Slot]) -> None:
-        """Encode the finished slots' outputs (latency from Redis' TIME) and publish them fenced."""
-        self._check_lease()
-        now_ms = await self.writer.redis_time_ms()
-        outputs: list[Outputs] = []
-        published: list[Slot] = []
-        for slot in slots:
-            out = self._outputs(slot, now_ms)
-            if out is not None:
-                outputs.append(out)
-                published.append(slot)
-        statuses = await self.writer.publish(self.lease.token, outputs)
-        for slot, out, status in zip(published, outputs, statuses, strict=True):
+        """Encode the finished slots' outputs (latency from Redis' TIME) and publish them fenced. While
+        Redis refuses writes for memory, wait and publish the rest again: the slots stay in order."""
+        refusals = 0
+        while True:
+            self._check_lease()
+            now_ms = await self.writer.redis_time_ms()
+            encoded = [(slot, out) for slot in slots if (out := self._outputs(slot, now_ms)) is not None]
+            try:
+                statuses = await self.writer.publish(self.lease.token, [out for _, out in encoded])
+            except RedisFull as full:
+                refusals += 1
+                self._book(encoded[: len(full.done)], full.done)
+                slots = [slot for slot, _ in encoded[len(full.done) :]]
+                self.stats.note_redis_full(True)
+                delay = self.backoff.compute(refusals)
+                self.log.warning("redis_out_of_memory", waiting=len(slots), retry_in_s=delay, error=str(full))
+                await asyncio.sleep(delay)
+                continue
+            self._book(encoded, statuses)
+            if refusals or self.stats.redis_full:
+                self.stats.note_redis_full(False)
+                self.log.info("redis_memory_freed", refusals=refusals)
+            return
+
+    def _book(self, encoded: list[tuple[Slot, Outputs]], statuses: list[PublishStatus]) -> None:
+        for (slot, out), status in zip(encoded, statuses, strict=True):
             if status == PublishStatus.FENCED:
                 self.stats.fenced += 1
                 self.lease.lose("fenced at publish")
@@ -372,16 +392,22 @@ def raise_if_cancel_requested() -> None:
 
 
 def _failure_kind(exc: BaseException) -> str | None:
-    """ "lease" when the lease is gone, "redis" when Redis could not be reached, None for anything else.
+    """ "lease" when the lease is gone, "full" when Redis refused a write for memory, "redis" when it could
+    not be reached, None for anything else.
     The TaskGroup wraps errors (its body's too) in exception groups."""
     if isinstance(exc, BaseExceptionGroup):
         lost, rest = exc.split(LeaseLost)
         if lost is not None:
             return "lease"
         _down, other = rest.split(REDIS_ERRORS)
-        return "redis" if other is None else None
+        if other is not None:
+            return None
+        full, _ = rest.split(OutOfMemoryError)
+        return "full" if full is not None else "redis"
     if isinstance(exc, LeaseLost):
         return "lease"
+    if isinstance(exc, OutOfMemoryError):
+        return "full"
     return "redis" if isinstance(exc, REDIS_ERRORS) else None
 
 

@@ -19,10 +19,17 @@ class ConsumerStats:
     already_done: int = 0  # frames found already finished at publish (a retried script)
     pipeline_errors: int = 0
     redis_errors: int = 0  # Redis failures that outlasted redis-py's own retries
+    redis_out_of_memory: int = 0  # writes Redis refused at maxmemory (noeviction): waited out, not fatal
+    redis_full: bool = False  # the last write was refused for memory and none has succeeded since
     leases_acquired: int = 0
     leases_lost: int = 0
     dead_by_reason: Counter[str] = field(default_factory=Counter)
     stale_by_rule: Counter[str] = field(default_factory=Counter)
+
+    def note_redis_full(self, full: bool) -> None:
+        if full:
+            self.redis_out_of_memory += 1
+        self.redis_full = full
 
     @property
     def frames_acked(self) -> int:
@@ -42,6 +49,8 @@ class ConsumerStats:
             "already_done": self.already_done,
             "pipeline_errors": self.pipeline_errors,
             "redis_errors": self.redis_errors,
+            "redis_out_of_memory": self.redis_out_of_memory,
+            "redis_full": self.redis_full,
             "leases_acquired": self.leases_acquired,
             "leases_lost": self.leases_lost,
             "dead_by_reason": dict(self.dead_by_reason),

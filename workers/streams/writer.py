@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from schemas.streams import StreamKeys
 
@@ -58,6 +58,23 @@ class PublishStatus(IntEnum):
     FENCED = 0  # the shard has another owner now: nothing written
     PUBLISHED = 1
     ALREADY_DONE = 2  # the frame entry was already finished: nothing written again
+
+
+class RedisFull(Exception):
+    """Redis refused a write at ``maxmemory`` (``noeviction``). ``done`` holds the statuses of the frames
+    published before the refusal, in order; the rest wrote nothing and may be published again later."""
+
+    def __init__(self, done: list[PublishStatus], error: ResponseError):
+        super().__init__(str(error))
+        self.done = done
+
+
+def is_out_of_memory(error: object) -> bool:
+    """A write refused at maxmemory: 7.0 replies ``OOM …`` (redis-py's OutOfMemoryError) also from a
+    script; 6.2 wraps it in ``Error running script … -OOM …``."""
+    if isinstance(error, OutOfMemoryError):
+        return True
+    return isinstance(error, ResponseError) and "-OOM command not allowed" in str(error)
 
 
 @dataclass
@@ -132,8 +149,16 @@ class FencedWriter:
                 # The cache was emptied (restart): everything from here failed the same way; redo in order.
                 await self.load()
                 for out in outputs[index:]:
-                    statuses.append(await self._publish_one(token, out))
+                    try:
+                        statuses.append(await self._publish_one(token, out))
+                    except ResponseError as exc:
+                        if not is_out_of_memory(exc):
+                            raise
+                        raise RedisFull(statuses, exc) from exc
                 return statuses
+            if is_out_of_memory(reply):
+                # Refused at the script's first XADD, before it wrote anything.
+                raise RedisFull(statuses, reply)
             if isinstance(reply, Exception):
                 raise reply
             statuses.append(PublishStatus(int(reply)))
