@@ -42,8 +42,8 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
 
 # The committed demo checkpoint (model/weights/demo.pt + demo.md, shipped in the wheel): 3000 synthetic
-# 480 px images → the four trainers (demo preset, bf16 on the CPU) → eval → fp16. About 1.5–2 h on a
-# 2-core CPU; deterministic for DEMO_SEED on one machine. Resumable: stopped anywhere (Ctrl-C, a kill, a
+# 480 px images → the four trainers (demo preset; bf16 where the CPU has it natively, else fp32) → eval →
+# fp16. About 1.5–2 h on a 2-core CPU with AVX-512 BF16, about 5 h on an AVX2-only one; deterministic for DEMO_SEED on one machine. Resumable: stopped anywhere (Ctrl-C, a kill, a
 # lost session), the same command continues from the last completed epoch and ends with the same bytes.
 # Run it in the background: `nohup make demo-weights > build/demo-weights.log 2>&1 &`.
 # DEMO_ARGS=--smoke: the same recipe at toy sizes (a few minutes, writes build/demo-weights/demo-smoke.pt);

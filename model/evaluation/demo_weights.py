@@ -39,6 +39,7 @@ import structlog
 import torch
 
 from model.checkpoint import DEFAULT_CHECKPOINT
+from model.train.precision import native_bf16, resolve_precision
 
 log = structlog.get_logger()
 
@@ -60,7 +61,8 @@ TARGETS: dict[str, tuple[str, float]] = {
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """Sizes of the run. The defaults are the full recipe (≈ 1.5–2 h on 2 CPU cores, see demo.md)."""
+    """Sizes of the run. The defaults are the full recipe: ≈ 1.5–2 h on 2 CPU cores with AVX-512 BF16 (see
+    demo.md); an AVX2-only CPU trains in fp32 at ≈ 4.1 s a keypoint step, ≈ 5 h in all."""
 
     seed: int = 0
     images: int = 3000  # synthetic images, train + val (44 images/s to draw: data is cheap, steps are not)
@@ -69,7 +71,8 @@ class Recipe:
     max_people: int = 8  # as `posestream data synth` draws by default
     batch_size: int = 8  # keypoints and detection
     # keypoints: person-centred 256 px windows of the 480 canvas (people keep their inference size),
-    # bf16 autocast + channels-last (2.7× the fp32 samples/s on this CPU), Adam with warm-up + cosine
+    # bf16 autocast + channels-last where native (2.7× the fp32 samples/s with AVX-512 BF16), Adam with
+    # warm-up + cosine
     keypoint_epochs: int = 10  # ≈ 3560 steps of 8 crops
     keypoint_crop: int = 256
     keypoint_lr: float = 5e-4  # 2e-3 (with intermediate weight 0.1) left flat maps: model/train/config.py
@@ -83,7 +86,7 @@ class Recipe:
     prn_real_pose_fraction: float = 0.5
     activity_epochs: int = 40
     pose_extraction_images: int | None = 900  # train images whose predicted poses join activity training
-    precision: str = "bf16"
+    precision: str = "auto"  # bf16 where the CPU has it natively, else fp32 (model/train/precision.py)
     steps_per_epoch: int | None = None  # cap on batches per epoch (None: the whole train split)
     cv_epochs: int = 60  # activity MLP epochs per cross-validation fold
     eval_images: int | None = None  # val images for the pipeline AP (None: all)
@@ -151,6 +154,7 @@ def part_config(recipe: Recipe, part: str, data: Path, checkpoint: Path, runs: P
     from model.train.config import train_config
 
     crop = {"keypoints": recipe.keypoint_crop, "detection": recipe.detection_crop}.get(part)
+    precision = resolve_precision(recipe.precision, torch.device("cpu"))
     config = train_config(
         "demo",
         data=data,
@@ -159,8 +163,8 @@ def part_config(recipe: Recipe, part: str, data: Path, checkpoint: Path, runs: P
         out=runs,
         input_size=recipe.size,
         crop_side=crop,
-        precision=recipe.precision,
-        channels_last=recipe.precision == "bf16",
+        precision=precision,
+        channels_last=precision == "bf16",  # no gain in fp32 (1.76 against 1.70 s a step on AVX2)
         workers=recipe.workers,
         seed=recipe.seed,
         device="cpu",
@@ -360,7 +364,9 @@ def machine() -> str:
         pass
     return (
         f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} logical CPUs, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}"
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16(torch.device('cpu'))}), "
+        f"Python {platform.python_version()}"
     )
 
 

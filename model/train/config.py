@@ -105,7 +105,8 @@ class TrainConfig(BaseSettings):
     input_size: int | None = Field(None, ge=32)
     crop_side: int | None = Field(None, ge=32)
     # bf16: autocast of the keypoint/detection forward (CPU with AVX-512 BF16 or CUDA); fp32 master weights.
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # auto: bf16 only where the hardware has it (model/train/precision.py: emulated bf16 is 10x slower).
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     channels_last: bool = False  # NHWC tensors for the convolutions (faster oneDNN/cuDNN kernels)
     workers: int = Field(2, ge=0)
     seed: int = 0

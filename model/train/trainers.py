@@ -37,6 +37,7 @@ from model.train.loop import (
     seed_epoch,
     seed_everything,
 )
+from model.train.precision import resolve_precision
 from model.train.samples import ActivityPoseSet, PrnTrainingSet, assignment_accuracy
 from model.train.schedule import multistep_factor, set_lr, step_decay_lr, warmup_factor
 from model.train.targets import PoseTrainingSet, collate_pose_batch
@@ -141,7 +142,7 @@ def _pose_loader(
 
 def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast of the forward pass when asked (weights, optimizer and loss reduction stay fp32)."""
-    if config.precision == "bf16":
+    if resolve_precision(config.precision, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
