@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(4096 * 4096, ge=1)
     dead_payload_bytes: int = Field(4096, ge=0)  # raw bytes kept in a DeadLetter
-    max_deliveries: int = Field(5, ge=1)  # over this, a frame is dead-lettered as poison
+    # A frame run alone (after a crash, or after failing) more times than this is dead-lettered as poison.
+    max_deliveries: int = Field(5, ge=1)
 
     # Output retention (MAXLEN ~): a subscriber that needs every event reads through its own group.
     events_maxlen: int = Field(100_000, ge=1)

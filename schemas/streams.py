@@ -30,6 +30,7 @@ class StreamKeys:
     dead: str
     owner: str  # lease: holds the owning consumer's fencing token
     epoch: str  # INCR'd to mint fencing tokens
+    strikes: str  # hash: frame entry id → times it was run alone without finishing (the poison bound)
 
     @classmethod
     def for_shard(cls, shard: int, shards: int, prefix: str = DEFAULT_PREFIX) -> StreamKeys:
@@ -44,6 +45,7 @@ class StreamKeys:
             dead=f"{base}:dead",
             owner=f"{base}:owner",
             epoch=f"{base}:epoch",
+            strikes=f"{base}:strikes",
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -15,6 +16,7 @@ from stream_helpers import (
     consumer_settings,
     finished_count,
     frame_payload,
+    image_bytes,
     outputs,
     publish,
     run_scenario,
@@ -22,6 +24,7 @@ from stream_helpers import (
     wait_until,
 )
 
+from schemas.wire import DeadReason
 from workers.redis_server import RedisServer
 from workers.streams import StreamConsumer, connect
 from workers.streams.lease import ShardLease
@@ -303,3 +306,59 @@ def test_redis_at_maxmemory_is_waited_out_with_the_lease_kept(tmp_path, variant)
         assert final["redeliveries"] == 0  # the window was kept, not re-claimed
         _assert_each_frame_once(sync, settings, camera, list(range(8)))
         sync.close()
+
+
+def test_only_the_frame_that_crashes_its_worker_is_poisoned(redis_url, sync_redis):
+    """A frame that kills every worker that runs it shares a window with good frames: after each crash
+    the next owner runs the claimed frames alone, so only the killer collects strikes and is poisoned;
+    its neighbours end ok, once each, in order (before, every frame of the window ended poison)."""
+    settings = consumer_settings(redis_url, shards=1, in_flight=4, read_batch=4, max_deliveries=2)
+    keys = settings.shard_keys(0)
+    camera = "cam-killer"
+    killer_image = image_bytes(24, 24)
+    for frame_id in range(4):
+        image = killer_image if frame_id == 1 else None
+        publish(sync_redis, settings, camera, frame_payload(camera, frame_id, image))
+
+    async def scenario() -> list[dict]:
+        client = connect(redis_url, settings)
+        runs: list[dict] = []
+        for attempt in range(8):
+            killed = asyncio.Event()
+
+            class Killer(FakePipeline):
+                async def __call__(self, images, killed=killed):
+                    if any(image.shape[:2] == (24, 24) for image in images):
+                        killed.set()
+                        await asyncio.Event().wait()  # dies before answering
+                    return await super().__call__(images)
+
+            consumer = StreamConsumer(client, Killer(), settings, name=f"worker-{attempt}")
+            task = asyncio.create_task(consumer.run())
+            while not killed.is_set() and finished_count(sync_redis, settings) < 4:
+                await asyncio.sleep(0.05)
+            if killed.is_set():
+                task.cancel()  # the crash: no publish, no release; the lease lapses
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                runs.append(consumer.stats())
+                await wait_until(lambda: not sync_redis.exists(keys.owner), what="the lease to lapse")
+                continue
+            consumer.stop()
+            async with asyncio.timeout(30):
+                await task
+            runs.append(consumer.stats())
+            break
+        await client.aclose()
+        return runs
+
+    runs = run_scenario(scenario(), timeout_s=120)
+    found = outputs(sync_redis, settings)
+    assert [(d["reason"], d["camera_id"], d["frame_id"]) for d in found["dead"]] == [
+        (DeadReason.POISON.value, camera, 1)
+    ]
+    results = [r for r in found["results"] if r["camera_id"] == camera]
+    assert [r["frame_id"] for r in results] == [0, 2, 3]
+    assert all(r["status"] == "ok" for r in results)
+    assert sync_redis.xlen(keys.frames) == 0 and sync_redis.hlen(keys.strikes) == 0
+    assert len(runs) == 2 + settings.max_deliveries  # window crash, lone crashes up to the bound, the end

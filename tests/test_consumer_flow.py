@@ -169,7 +169,7 @@ def test_bad_input_is_dead_lettered_with_its_reason_while_good_frames_flow(redis
     assert pipeline.images.count((40, 30)) == 4  # every one reached the pipeline as 8-bit BGR
 
 
-@pytest.mark.parametrize("how", ["redelivered_elsewhere", "keeps_failing"])
+@pytest.mark.parametrize("how", ["struck_elsewhere", "keeps_failing"])
 def test_poison_frames_are_dead_lettered(redis_url, sync_redis, how):
     settings = consumer_settings(redis_url, shards=1, max_deliveries=3)
     keys = settings.shard_keys(0)
@@ -178,11 +178,12 @@ def test_poison_frames_are_dead_lettered(redis_url, sync_redis, how):
     poison_id = publish(sync_redis, settings, camera, frame_payload(camera, 5, poison_image))
     for frame_id in (6, 7, 8):
         publish(sync_redis, settings, camera, frame_payload(camera, frame_id))
-    if how == "redelivered_elsewhere":
-        # Earlier owners took the frame and died with it, again and again.
+    if how == "struck_elsewhere":
+        # Earlier owners ran the frame alone and died with it, again and again.
         sync_redis.xgroup_create(keys.frames, settings.group, id="0", mkstream=True)
         sync_redis.xreadgroup(settings.group, "died-1", {keys.frames: ">"}, count=1)
         sync_redis.xclaim(keys.frames, settings.group, "died-2", 0, [poison_id], retrycount=3)
+        sync_redis.hset(keys.strikes, poison_id, settings.max_deliveries)
         pipeline = FakePipeline()
     else:
         pipeline = FakePipeline(fail=lambda image: image.shape[:2] == (24, 24))
@@ -198,6 +199,8 @@ def test_poison_frames_are_dead_lettered(redis_url, sync_redis, how):
     found = _assert_books_balance(sync_redis, settings, stats, 4)
     assert [d["reason"] for d in found["dead"]] == [DeadReason.POISON.value]
     assert found["dead"][0]["source_id"] == poison_id
+    assert (found["dead"][0]["camera_id"], found["dead"][0]["frame_id"]) == (camera, 5)
+    assert not sync_redis.exists(keys.strikes) or sync_redis.hlen(keys.strikes) == 0
     assert [r["frame_id"] for r in found["results"]] == [6, 7, 8]
     assert stats["redeliveries"] >= 1
     if how == "keeps_failing":

@@ -201,3 +201,11 @@ def _identity(message: dict) -> tuple[str | None, int | None]:
         camera_id if isinstance(camera_id, str) and len(camera_id) <= 128 else None,
         frame_id if isinstance(frame_id, int) and not isinstance(frame_id, bool) and frame_id >= 0 else None,
     )
+
+
+def entry_identity(fields: dict[bytes, bytes]) -> tuple[str | None, int | None]:
+    """camera_id and frame_id of a raw entry when they can be read (never raises): for poison letters."""
+    try:
+        return _identity(unpack_map(fields.get(STREAM_FIELD.encode(), b"")))
+    except WireDecodeError:
+        return None, None

@@ -7,6 +7,12 @@ failure that outlasts redis-py's retries drops the window (those frames stay pen
 is taken up again from its pending entries, while the lease is still ours. Redis at ``maxmemory``
 (``noeviction``) is a wait, not a failure: a refused publish keeps the window and the lease and is
 retried with backoff until memory frees (DESIGN.md, "Delivery semantics").
+
+Poison: an entry delivered before (claimed from a crashed or fenced window) may be the frame that killed
+its last owner, or only its neighbour. Such entries run alone, one at a time, with nothing else in
+flight, and each lone attempt is first counted in the shard's strikes hash; a frame whose strikes pass
+``max_deliveries`` is dead-lettered as poison. So a crash is only ever held against the frame that was
+running alone when it happened, never against the frames that shared its window.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from schemas.streams import StreamKeys
 from schemas.wire import STREAM_FIELD, DeadReason
 from workers.events import dead_letter, frame_result, person_events
 from workers.pipeline import FramePipeline
-from workers.streams.decode import FrameRejected, ParsedFrame, decode_image, parse_entry
+from workers.streams.decode import FrameRejected, ParsedFrame, decode_image, entry_identity, parse_entry
 from workers.streams.lease import ShardLease
 from workers.streams.ordering import InFlightWindow, Slot
 from workers.streams.reader import Entry, ShardReader
@@ -93,6 +99,7 @@ class ShardConsumer:
         self.stale = StalePolicy(settings.stale_max_age_s, settings.stale_backlog)
         self.backoff = ExponentialBackoff(cap=2.0, base=0.05)
         self.window: InFlightWindow | None = None
+        self._calls: set[asyncio.Task[None]] = set()  # pipeline calls in flight
         self._stopping = False
         self.log = log.bind(shard=shard, consumer=consumer_name)
 
@@ -167,10 +174,6 @@ class ShardConsumer:
         parsed: list[tuple[Slot, ParsedFrame]] = []
         for entry in entries:
             slot = Slot(entry.entry_id, extra={"entry": entry})
-            if entry.deliveries > self.settings.max_deliveries:
-                window.add(slot)
-                window.finish(slot, self._poison(entry))
-                continue
             try:
                 frame = parse_entry(
                     entry.entry_id,
@@ -188,19 +191,47 @@ class ShardConsumer:
             parsed.append((slot, frame))
         stale = await self._classify_stale(parsed)
         fresh: list[Slot] = []
+        suspects: list[Slot] = []
         for slot, frame in parsed:
             if frame.entry_id in stale:
                 window.finish(slot, Stale(stale[frame.entry_id]))
+            elif slot.extra["entry"].deliveries > 1:
+                suspects.append(slot)
             else:
                 fresh.append(slot)
+        if suspects:
+            await window.flush()  # stale results and dead letters first: they need no pipeline
+            if self._calls:
+                await asyncio.wait(set(self._calls))  # nothing else may run beside a suspect
+            for slot in suspects:
+                await self._isolated(slot, window)
         for start in range(0, len(fresh), self.call_batch):
             coro = self._infer(fresh[start : start + self.call_batch], window)
             try:
-                tasks.create_task(coro)
+                call = tasks.create_task(coro)
             except RuntimeError:  # the group is shutting down (a sibling failed): we are being cancelled
                 coro.close()
                 return
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
         await window.flush()
+
+    async def _isolated(self, slot: Slot, window: InFlightWindow) -> None:
+        """Run one frame alone after counting the attempt (a crash now is this frame's fault)."""
+        strikes = await self._strike(slot)
+        if strikes > self.settings.max_deliveries:
+            window.finish(slot, self._poison(slot, strikes))
+            await window.flush()
+            return
+        await self._infer([slot], window)
+
+    async def _strike(self, slot: Slot) -> int:
+        """Count one lone attempt of the frame (kept a day; the fenced publish deletes it)."""
+        async with self.reader.client.pipeline(transaction=False) as pipe:
+            pipe.hincrby(self.keys.strikes, slot.entry_id, 1)
+            pipe.pexpire(self.keys.strikes, 86_400_000)
+            strikes, _ = await pipe.execute()
+        return int(strikes)
 
     async def _classify_stale(self, parsed: list[tuple[Slot, ParsedFrame]]) -> dict[str, StaleRule]:
         if not parsed or not (self.stale.needs_clock or self.stale.needs_backlog):
@@ -243,26 +274,35 @@ class ShardConsumer:
         await window.flush()
 
     async def _retry(self, slot: Slot, window: InFlightWindow) -> None:
-        """Deliver a failed frame again (its delivery count grows); past the bound it is poison."""
+        """Deliver a frame that failed alone again (one more strike); past the bound it is poison."""
         self._check_lease()
         again = await self.reader.reclaim(slot.extra["entry"])
         self.stats.redeliveries += 1
         if again is None:
             window.finish(slot, Gone())
-        elif again.deliveries > self.settings.max_deliveries:
-            window.finish(slot, self._poison(again))
-        else:
-            slot.extra["entry"] = again
-            await asyncio.sleep(self.backoff.compute(again.deliveries))
-            await self._infer([slot], window)
+            await window.flush()
             return
-        await window.flush()
+        slot.extra["entry"] = again
+        strikes = await self._strike(slot)
+        if strikes > self.settings.max_deliveries:
+            window.finish(slot, self._poison(slot, strikes))
+            await window.flush()
+            return
+        await asyncio.sleep(self.backoff.compute(strikes))
+        await self._infer([slot], window)
 
-    def _poison(self, entry: Entry) -> Dead:
+    def _poison(self, slot: Slot, strikes: int) -> Dead:
+        entry: Entry = slot.extra["entry"]
+        camera_id, frame_id = slot.camera_id, slot.frame_id
+        if camera_id is None:
+            camera_id, frame_id = entry_identity(entry.fields)
         return Dead(
             DeadReason.POISON.value,
-            f"delivered {entry.deliveries} times, over max_deliveries={self.settings.max_deliveries}",
+            f"failed alone {strikes - 1} times (delivered {entry.deliveries} times), "
+            f"over max_deliveries={self.settings.max_deliveries}",
             entry.fields.get(STREAM_FIELD.encode(), b""),
+            camera_id,
+            frame_id,
         )
 
     @staticmethod

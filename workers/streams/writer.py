@@ -2,7 +2,8 @@
 
 The script checks that the owner key still holds this consumer's token, then XADDs the frame's
 outputs (events + result, a stale result, or a dead letter) with ``MAXLEN ~`` bounds, XACKs and XDELs
-the frame. A consumer stalled past its lease publishes nothing (DESIGN.md, "The fence").
+the frame, and forgets its strikes (see ``ShardConsumer._isolated``). A consumer stalled past its
+lease publishes nothing (DESIGN.md, "The fence").
 
 latency_ms: the messages arrive already msgpack-encoded (cmsgpack in Lua would change types), so
 the script cannot fill in the latency itself. Instead the publisher reads Redis' ``TIME`` in one cheap
@@ -26,7 +27,7 @@ from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from schemas.streams import StreamKeys
 
-# KEYS: owner, frames, events, results, dead
+# KEYS: owner, frames, events, results, dead, strikes
 # ARGV: token, group, entry id, events maxlen, results maxlen, dead maxlen, #events, events..., result, dead
 FENCED_PUBLISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -34,6 +35,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 if #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then
   redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+  redis.call('HDEL', KEYS[6], ARGV[3])
   return 2
 end
 local n = tonumber(ARGV[7])
@@ -50,6 +52,7 @@ if dead ~= '' then
 end
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 redis.call('XDEL', KEYS[2], ARGV[3])
+redis.call('HDEL', KEYS[6], ARGV[3])
 return 1
 """
 
@@ -131,7 +134,7 @@ class FencedWriter:
     @property
     def _keys(self) -> list[str]:
         k = self.keys
-        return [k.owner, k.frames, k.events, k.results, k.dead]
+        return [k.owner, k.frames, k.events, k.results, k.dead, k.strikes]
 
     async def publish(self, token: str, outputs: list[Outputs]) -> list[PublishStatus]:
         """Publish several frames' outputs in order, in one round trip; one status per frame."""
