@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     read_batch: int = Field(8, ge=1)
     read_block_ms: int = Field(500, ge=1)
     in_flight: int = Field(8, ge=1)  # frames kept in flight per consumer so GPU batches fill
+    # A shard's entry pending this long outside its owner's window (a lost read reply, a fenced owner's
+    # read) is claimed back while the owner goes on reading.
+    reclaim_idle_ms: int = Field(2_000, ge=50)
 
     # Stale-frame policy, per camera. 0 disables the rule.
     stale_max_age_s: float = Field(0.0, ge=0)

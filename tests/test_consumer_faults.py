@@ -24,10 +24,12 @@ from stream_helpers import (
     wait_until,
 )
 
-from schemas.wire import DeadReason
+from schemas.wire import STREAM_FIELD, DeadReason
 from workers.redis_server import RedisServer
 from workers.streams import StreamConsumer, connect
 from workers.streams.lease import ShardLease
+from workers.streams.shard import ShardConsumer
+from workers.streams.stats import ConsumerStats
 from workers.streams.writer import FencedWriter, Outputs, PublishStatus, Retention
 
 
@@ -362,3 +364,94 @@ def test_only_the_frame_that_crashes_its_worker_is_poisoned(redis_url, sync_redi
     assert all(r["status"] == "ok" for r in results)
     assert sync_redis.xlen(keys.frames) == 0 and sync_redis.hlen(keys.strikes) == 0
     assert len(runs) == 2 + settings.max_deliveries  # window crash, lone crashes up to the bound, the end
+
+
+def test_an_entry_stranded_under_load_is_claimed_back_while_frames_keep_coming(redis_url, sync_redis):
+    """A read whose reply was lost leaves entries pending under the owner's own name, outside its window.
+    They must be claimed back by idle time while reads keep returning new frames (not only once the
+    stream runs dry), and the camera's published frames must stay in frame order."""
+    settings = consumer_settings(redis_url, shards=1, in_flight=2, read_batch=2, reclaim_idle_ms=300)
+    keys = settings.shard_keys(0)
+    camera = "cam-stranded"
+
+    class Slow(FakePipeline):
+        async def __call__(self, images):
+            await asyncio.sleep(0.02)
+            return await super().__call__(images)
+
+    async def scenario() -> tuple[str, bool, dict]:
+        client = connect(redis_url, settings)
+        consumer = StreamConsumer(client, Slow(), settings, name="owner")
+        task = asyncio.create_task(consumer.run())
+        frame_id = 0
+
+        def produce(count: int) -> None:
+            nonlocal frame_id
+            for _ in range(count):
+                publish(sync_redis, settings, camera, frame_payload(camera, frame_id))
+                frame_id += 1
+
+        produce(4)
+        await wait_until(lambda: finished_count(sync_redis, settings) >= 4, what="the first frames")
+        # The lost reply: the entry is delivered to the owner's name, and the owner never sees it (XADD and
+        # the read in one MULTI, so that the owner's blocked read cannot take the entry first).
+        with sync_redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(keys.frames, {STREAM_FIELD: frame_payload(camera, frame_id)})
+            pipe.xreadgroup(settings.group, "owner", {keys.frames: ">"}, count=1)
+            _, stolen = pipe.execute()
+        frame_id += 1
+        stolen_id = stolen[0][1][0][0].decode()
+        finished_while_busy = False
+        for _ in range(60):  # 3 s of steady load: the owner's reads never come back empty
+            produce(1)
+            await asyncio.sleep(0.05)
+            if sync_redis.xrange(keys.frames, stolen_id, stolen_id) == []:
+                finished_while_busy = True
+                break
+        await wait_until(lambda: finished_count(sync_redis, settings) >= frame_id, what="every frame")
+        consumer.stop()
+        async with asyncio.timeout(30):
+            await task
+        await client.aclose()
+        return stolen_id, finished_while_busy, consumer.stats()
+
+    stolen_id, finished_while_busy, stats = run_scenario(scenario())
+    assert finished_while_busy, "the stranded entry waited for the load to end"
+    found = outputs(sync_redis, settings)
+    results = [r for r in found["results"] if r["camera_id"] == camera]
+    frame_ids = [r["frame_id"] for r in results]
+    assert sorted(frame_ids) == list(range(len(frame_ids)))  # one outcome each
+    ok = [r["frame_id"] for r in results if r["status"] == "ok"]
+    assert ok == sorted(ok)  # published frames in camera order
+    late = [r for r in results if r["status"] == "stale"]
+    assert all(r["frame_id"] == 4 for r in late)  # only the stranded frame may be dropped, as overtaken
+    assert stats["stale_by_rule"] == ({"overtaken": 1} if late else {})
+    assert sync_redis.xpending(keys.frames, settings.group)["pending"] == 0
+
+
+def test_a_shard_worker_whose_lease_lapsed_reads_nothing(redis_url, sync_redis):
+    """Holding a lease means a token renewed within the ttl. A worker that holds only a token (its
+    renewals stopped: a stall, a partition) must not read: entries it took could only strand."""
+    settings = consumer_settings(redis_url, shards=1)
+    keys = settings.shard_keys(0)
+    camera = "cam-lapsed"
+    for frame_id in range(3):
+        publish(sync_redis, settings, camera, frame_payload(camera, frame_id))
+
+    async def scenario() -> dict:
+        client = connect(redis_url, settings)
+        lease = ShardLease(client, keys, ttl_ms=200)
+        assert await lease.acquire()
+        await asyncio.sleep(0.3)  # no renewal within the ttl
+        assert lease.token is not None and not lease.held
+        stats = ConsumerStats()
+        worker = ShardConsumer(client, 0, lease, FakePipeline(), settings, "lapsed", stats)
+        async with asyncio.timeout(10):
+            await worker.run()
+        await client.aclose()
+        return stats.as_dict()
+
+    stats = run_scenario(scenario())
+    assert stats["frames_consumed"] == 0
+    assert sync_redis.xlen(keys.frames) == 3
+    assert sum(group["pending"] for group in sync_redis.xinfo_groups(keys.frames)) == 0  # none stranded

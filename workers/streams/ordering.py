@@ -48,6 +48,13 @@ class InFlightWindow:
     def __len__(self) -> int:
         return self._size
 
+    def entry_ids(self) -> set[str]:
+        """The stream entry ids of every frame in the window (taken, not yet published)."""
+        ids = {slot.entry_id for slot in self._unordered}
+        for queue in self._by_camera.values():
+            ids.update(slot.entry_id for slot in queue)
+        return ids
+
     @property
     def room(self) -> int:
         return self.capacity - self._size

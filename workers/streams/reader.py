@@ -96,6 +96,39 @@ class ShardReader:
             await self.client.xack(self.keys.frames, self.group, *ghosts)
             log.warning("deleted_pending_acked", stream=self.keys.frames, count=len(ghosts))
 
+    async def claim_idle(self, min_idle_ms: int, skip: set[str], page: int = 100) -> list[Entry]:
+        """Claim entries pending at least ``min_idle_ms`` that are not in ``skip`` (the owner's window):
+        XPENDING's IDLE filter lists them without touching them, page by page from an exclusive cursor,
+        then XCLAIM with the same minimum idle time takes them (an entry answered meanwhile is left)."""
+        stranded: list[str] = []
+        start = "-"
+        while True:
+            rows = await self.client.xpending_range(
+                self.keys.frames, self.group, start, "+", page, idle=min_idle_ms
+            )
+            stranded += [_id(row["message_id"]) for row in rows if _id(row["message_id"]) not in skip]
+            if len(rows) < page:
+                break
+            start = "(" + _id(rows[-1]["message_id"])
+        if not stranded:
+            return []
+        claimed = await self.client.xclaim(self.keys.frames, self.group, self.consumer, min_idle_ms, stranded)
+        entries = [Entry(_id(entry_id), fields) for entry_id, fields in claimed if entry_id is not None]
+        missing = set(stranded) - {e.entry_id for e in entries}
+        if missing:  # deleted while pending (6.2 answers nil, 7.0 leaves it out), or answered meanwhile
+            async with self.client.pipeline(transaction=False) as pipe:
+                for entry_id in sorted(missing):
+                    pipe.xrange(self.keys.frames, entry_id, entry_id)
+                present = await pipe.execute()
+            gone = [entry_id for entry_id, rows in zip(sorted(missing), present, strict=True) if not rows]
+            if gone:
+                await self.client.xack(self.keys.frames, self.group, *gone)
+                log.warning("deleted_pending_acked", stream=self.keys.frames, count=len(gone))
+        await self.fill_deliveries(entries)
+        if entries:
+            log.warning("stranded_pending_claimed", stream=self.keys.frames, count=len(entries))
+        return entries
+
     async def fill_deliveries(self, entries: list[Entry]) -> None:
         """Set each entry's delivery count from XPENDING (one round trip for the batch)."""
         if not entries:

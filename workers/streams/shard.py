@@ -18,6 +18,7 @@ running alone when it happened, never against the frames that shared its window.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,7 @@ class ShardConsumer:
         self.backoff = ExponentialBackoff(cap=2.0, base=0.05)
         self.window: InFlightWindow | None = None
         self._calls: set[asyncio.Task[None]] = set()  # pipeline calls in flight
+        self._newest_published: dict[str, int] = {}  # camera_id → newest frame_id published (ok/stale)
         self._stopping = False
         self.log = log.bind(shard=shard, consumer=consumer_name)
 
@@ -113,7 +115,7 @@ class ShardConsumer:
 
     async def run(self) -> None:
         failures = 0
-        while not self._stopping and self.lease.token is not None:
+        while not self._stopping and self.lease.held:
             raise_if_cancel_requested()
             try:
                 await self._work()
@@ -140,6 +142,8 @@ class ShardConsumer:
         await self.reader.ensure_group()
         await self.writer.load()
         self.window = window = InFlightWindow(self.settings.in_flight, self._publish)
+        reclaim_every = self.settings.reclaim_idle_ms / 2000
+        next_reclaim = time.monotonic() + reclaim_every
         async with asyncio.TaskGroup() as tasks:
             await self._take(await self.reader.claim_pending(), window, tasks)
             while not self._stopping:
@@ -159,10 +163,16 @@ class ShardConsumer:
                     # Entries delivered but not in our window (e.g. read by a fenced-off predecessor
                     # after we took over, or a read whose reply was lost): finish them too.
                     entries = await self.reader.claim_pending()
+                elif time.monotonic() >= next_reclaim:
+                    # The same under load: entries idle outside the window are stranded, not in progress.
+                    next_reclaim = time.monotonic() + reclaim_every
+                    entries += await self.reader.claim_idle(self.settings.reclaim_idle_ms, window.entry_ids())
                 await self._take(entries, window, tasks)
 
     def _check_lease(self) -> None:
-        if self.lease.token is None:
+        """Stop at once unless the lease is held: a token *and* a renewal within the ttl (a consumer that
+        could not renew, e.g. stalled or cut off, must not go on reading or publishing)."""
+        if not self.lease.held:
             raise LeaseLost(self.keys.owner)
 
     async def _take(self, entries: list[Entry], window: InFlightWindow, tasks: asyncio.TaskGroup) -> None:
@@ -193,7 +203,9 @@ class ShardConsumer:
         fresh: list[Slot] = []
         suspects: list[Slot] = []
         for slot, frame in parsed:
-            if frame.entry_id in stale:
+            if self._overtaken(slot):
+                window.finish(slot, Stale(StaleRule.OVERTAKEN))
+            elif frame.entry_id in stale:
                 window.finish(slot, Stale(stale[frame.entry_id]))
             elif slot.extra["entry"].deliveries > 1:
                 suspects.append(slot)
@@ -215,6 +227,11 @@ class ShardConsumer:
             self._calls.add(call)
             call.add_done_callback(self._calls.discard)
         await window.flush()
+
+    def _overtaken(self, slot: Slot) -> bool:
+        """A redelivered frame older than a frame of its camera that this owner already published."""
+        newest = self._newest_published.get(slot.camera_id or "", -1)
+        return slot.extra["entry"].deliveries > 1 and slot.frame_id is not None and slot.frame_id < newest
 
     async def _isolated(self, slot: Slot, window: InFlightWindow) -> None:
         """Run one frame alone after counting the attempt (a crash now is this frame's fault)."""
@@ -395,6 +412,9 @@ class ShardConsumer:
 
     def _count(self, slot: Slot, out: Outputs) -> None:
         outcome = slot.outcome
+        if slot.camera_id is not None and slot.frame_id is not None and not isinstance(outcome, Dead):
+            newest = self._newest_published.get(slot.camera_id, -1)
+            self._newest_published[slot.camera_id] = max(newest, slot.frame_id)
         if isinstance(outcome, Dead):
             self.stats.frames_dead += 1
             self.stats.dead_by_reason[outcome.reason] += 1

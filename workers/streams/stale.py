@@ -1,6 +1,7 @@
 """StalePolicy: which frames are dropped unprocessed (a FrameResult with status "stale", counted).
 
-Two rules, per camera, each off when its bound is 0:
+Two rules, per camera, each off when its bound is 0 (and ``overtaken``, always on, applied by the
+shard consumer to reclaimed frames that a newer published frame of their camera has overtaken):
 - age: the frame waited in Redis longer than ``max_age_s``. Age is measured on the Redis clock (the
   entry's XADD id time against TIME), so producer and worker clocks need not agree.
 - behind: the shard's backlog is over ``backlog`` and a newer frame of the same camera has already
@@ -17,6 +18,9 @@ from enum import StrEnum
 class StaleRule(StrEnum):
     AGE = "age"
     BEHIND = "behind"
+    # A redelivered frame older than one its camera already had published (stranded in the PEL, then
+    # reclaimed): publishing it would break the camera's frame order.
+    OVERTAKEN = "overtaken"
 
 
 @dataclass
