@@ -13,7 +13,7 @@ import pytest
 
 from schemas.settings import Settings
 from schemas.wire import STREAM_FIELD, Frame
-from workers.client import BackpressureTimeout, FramePublisher, connect
+from workers.client import BackpressureTimeout, FramePublisher, FrameTooLarge, connect
 from workers.redis_server import RedisServer
 
 
@@ -144,3 +144,13 @@ def test_rejects_bad_policy_and_bad_array():
         FramePublisher("redis://127.0.0.1:1/0", policy="block")
     with FramePublisher("redis://127.0.0.1:1/0") as pub, pytest.raises(ValueError, match="uint8"):
         pub.publish(np.zeros((4, 4, 3), np.float32), "cam")
+
+
+def test_a_frame_over_the_payload_limit_is_refused_before_xadd(server):
+    settings = _settings(server).model_copy(update={"max_payload_bytes": 4096})
+    noise = np.random.default_rng(1).integers(0, 255, size=(96, 96, 3), dtype=np.uint8)  # JPEG ≫ 4 KB
+    with FramePublisher(settings=settings) as pub:
+        assert pub.publish(_image(0), "cam-small").published
+        with pytest.raises(FrameTooLarge, match="max_payload_bytes=4096"):
+            pub.publish(noise, "cam-small")
+        assert pub.redis.xlen(settings.shard_keys(0).frames) == 1

@@ -6,7 +6,7 @@ import pytest
 import redis
 from stream_helpers import DEBIAN_REDIS, skip_unless_available
 
-from workers.redis_server import RedisServer, RedisServerError, find_redis_executable
+from workers.redis_server import RedisServer, RedisServerError, find_redis_executable, frame_bulk_limit
 
 EXECUTABLES = ["bundled", "debian"]
 
@@ -64,3 +64,19 @@ def test_given_port_and_explicit_executable(tmp_path):
         find_redis_executable(tmp_path / "no-such-redis-server")
     with pytest.raises(RedisServerError):
         _ = RedisServer(tmp_path / "c").url
+
+
+@pytest.mark.parametrize("name", EXECUTABLES)
+def test_the_bulk_limit_makes_redis_refuse_a_frame_over_it(tmp_path, name):
+    """proto-max-bulk-len just above the payload limit: Redis itself refuses a bigger frame at XADD, so a
+    read of N entries never brings more than N × the limit."""
+    limit = frame_bulk_limit(2 << 20)
+    with RedisServer(tmp_path / "redis", executable=_executable(name), max_bulk_bytes=limit) as server:
+        client = server.client()
+        assert int(client.config_get("proto-max-bulk-len")["proto-max-bulk-len"]) == limit
+        client.xadd("frames", {"msg": b"x" * (2 << 20)})
+        with pytest.raises(redis.exceptions.RedisError):
+            client.xadd("frames", {"msg": b"x" * (limit + 1)})
+        client = server.client()  # Redis closes the connection of a client that breaks the limit
+        assert client.xlen("frames") == 1
+        client.close()

@@ -121,7 +121,8 @@ def local_stack(
     import ray
     from ray import serve
 
-    from workers.redis_server import RedisServer
+    from schemas.settings import Settings
+    from workers.redis_server import RedisServer, frame_bulk_limit
     from workers.serve.app import DEFAULT_CONFIG, deploy_config_file, load_deploy_config
 
     schema = load_deploy_config(config_path or DEFAULT_CONFIG)
@@ -130,7 +131,9 @@ def local_stack(
             data_dir = redis_dir or stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="posestream-redis-")
             )
-            server = stack.enter_context(RedisServer(data_dir))
+            payload_limit = Settings(**(settings or {})).max_payload_bytes
+            bulk_limit = frame_bulk_limit(payload_limit)
+            server = stack.enter_context(RedisServer(data_dir, max_bulk_bytes=bulk_limit))
             redis_url = server.url
         overrides = {**(settings or {}), "redis_url": redis_url}
         schema = _with_overrides(schema, overrides, user_config or {})

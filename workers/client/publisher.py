@@ -30,6 +30,10 @@ Policy = Literal["wait", "drop"]
 POLICIES: tuple[str, ...] = ("wait", "drop")
 
 
+class FrameTooLarge(ValueError):
+    """The encoded frame is over ``max_payload_bytes``: the worker would dead-letter it (``too_large``)."""
+
+
 class BackpressureTimeout(TimeoutError):
     """Policy ``wait``: the backlog stayed over the bound for longer than the timeout."""
 
@@ -123,8 +127,9 @@ class FramePublisher:
         ts: float | None = None,
         meta: Meta | None = None,
     ) -> PublishOutcome:
-        """Encode and XADD one frame; raises ``BackpressureTimeout`` (policy wait) or pydantic's
-        ``ValidationError`` for a bad camera id / frame id / meta."""
+        """Encode and XADD one frame; raises ``BackpressureTimeout`` (policy wait), ``FrameTooLarge`` (over
+        the payload limit: refused before XADD) or pydantic's ``ValidationError`` for a bad camera id /
+        frame id / meta."""
         ts = time.time() if ts is None else float(ts)
         if frame_id is None:
             frame_id = self.next_frame_id(camera_id, ts)
@@ -139,6 +144,12 @@ class FramePublisher:
             image=encode_image(image, self.jpeg_quality),
             meta=meta,
         )
+        payload = frame.to_bytes()
+        if len(payload) > self.settings.max_payload_bytes:
+            raise FrameTooLarge(
+                f"frame {camera_id}:{frame_id} encodes to {len(payload)} bytes, over max_payload_bytes="
+                f"{self.settings.max_payload_bytes} (lower the resolution or the JPEG quality)"
+            )
         shard = self.shard_of(camera_id)
         key = self.settings.shard_keys(shard).frames
         backlog = self._admit(key)
@@ -148,7 +159,7 @@ class FramePublisher:
                 self.counts["dropped"] += 1
             log.debug("frame_dropped", camera_id=camera_id, frame_id=frame_id, backlog=backlog)
             return PublishOutcome("dropped", camera_id, frame_id, shard, backlog)
-        entry_id = self.redis.xadd(key, {STREAM_FIELD: frame.to_bytes()})
+        entry_id = self.redis.xadd(key, {STREAM_FIELD: payload})
         with self._lock:
             self.counts["published"] += 1
         entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

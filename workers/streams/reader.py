@@ -58,18 +58,24 @@ class ShardReader:
             if not str(exc).startswith("BUSYGROUP"):
                 raise
 
-    async def claim_pending(self, page: int = 100) -> list[Entry]:
-        """Claim every pending entry of the group for this consumer, oldest first, with delivery counts.
+    async def claim_pending(self, limit: int = 100, cursor: str = "0-0") -> tuple[list[Entry], str]:
+        """Claim pending entries of the group for this consumer, oldest first from ``cursor``, with
+        delivery counts: at most ``limit`` (payloads and all). Returns them and the cursor to go on from
+        ("0-0" once the whole PEL was scanned).
 
         Entries deleted while pending come back as nil on Redis 6.2 (7.0 drops them from the PEL and
         lists their ids): they are XACKed here so they do not stay pending forever.
         """
         entries: list[Entry] = []
         saw_deleted = False
-        cursor = "0-0"
         while True:
             cursor_raw, claimed, *_deleted = await self.client.xautoclaim(
-                self.keys.frames, self.group, self.consumer, min_idle_time=0, start_id=cursor, count=page
+                self.keys.frames,
+                self.group,
+                self.consumer,
+                min_idle_time=0,
+                start_id=cursor,
+                count=limit - len(entries),
             )
             for entry_id, fields in claimed:
                 if entry_id is None:
@@ -77,26 +83,38 @@ class ShardReader:
                 else:
                     entries.append(Entry(_id(entry_id), fields))
             cursor = _id(cursor_raw)
-            if cursor == "0-0":
+            if cursor == "0-0" or len(entries) >= limit:
                 break
         if saw_deleted:
             await self._ack_deleted({e.entry_id for e in entries})
         await self.fill_deliveries(entries)
         if entries:
             log.info("pending_claimed", stream=self.keys.frames, count=len(entries))
-        return entries
+        return entries, cursor
 
     async def _ack_deleted(self, claimed: set[str]) -> None:
         """XACK this consumer's pending ids that XAUTOCLAIM returned as nil (deleted entries, 6.2)."""
         rows = await self.client.xpending_range(
             self.keys.frames, self.group, "-", "+", count=len(claimed) + 10_000, consumername=self.consumer
         )
-        ghosts = [_id(row["message_id"]) for row in rows if _id(row["message_id"]) not in claimed]
-        if ghosts:
-            await self.client.xack(self.keys.frames, self.group, *ghosts)
-            log.warning("deleted_pending_acked", stream=self.keys.frames, count=len(ghosts))
+        await self._ack_if_deleted({_id(row["message_id"]) for row in rows} - claimed)
 
-    async def claim_idle(self, min_idle_ms: int, skip: set[str], page: int = 100) -> list[Entry]:
+    async def _ack_if_deleted(self, entry_ids: set[str]) -> None:
+        """XACK those of ``entry_ids`` that are no longer in the stream (deleted while pending); entries
+        still there (e.g. ours, beyond a claim's limit) stay pending."""
+        if not entry_ids:
+            return
+        ordered = sorted(entry_ids)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry_id in ordered:
+                pipe.xrange(self.keys.frames, entry_id, entry_id)
+            present = await pipe.execute()
+        gone = [entry_id for entry_id, rows in zip(ordered, present, strict=True) if not rows]
+        if gone:
+            await self.client.xack(self.keys.frames, self.group, *gone)
+            log.warning("deleted_pending_acked", stream=self.keys.frames, count=len(gone))
+
+    async def claim_idle(self, min_idle_ms: int, skip: set[str], limit: int, page: int = 100) -> list[Entry]:
         """Claim entries pending at least ``min_idle_ms`` that are not in ``skip`` (the owner's window):
         XPENDING's IDLE filter lists them without touching them, page by page from an exclusive cursor,
         then XCLAIM with the same minimum idle time takes them (an entry answered meanwhile is left)."""
@@ -107,23 +125,16 @@ class ShardReader:
                 self.keys.frames, self.group, start, "+", page, idle=min_idle_ms
             )
             stranded += [_id(row["message_id"]) for row in rows if _id(row["message_id"]) not in skip]
-            if len(rows) < page:
+            if len(rows) < page or len(stranded) >= limit:
                 break
             start = "(" + _id(rows[-1]["message_id"])
+        stranded = stranded[:limit]
         if not stranded:
             return []
         claimed = await self.client.xclaim(self.keys.frames, self.group, self.consumer, min_idle_ms, stranded)
         entries = [Entry(_id(entry_id), fields) for entry_id, fields in claimed if entry_id is not None]
-        missing = set(stranded) - {e.entry_id for e in entries}
-        if missing:  # deleted while pending (6.2 answers nil, 7.0 leaves it out), or answered meanwhile
-            async with self.client.pipeline(transaction=False) as pipe:
-                for entry_id in sorted(missing):
-                    pipe.xrange(self.keys.frames, entry_id, entry_id)
-                present = await pipe.execute()
-            gone = [entry_id for entry_id, rows in zip(sorted(missing), present, strict=True) if not rows]
-            if gone:
-                await self.client.xack(self.keys.frames, self.group, *gone)
-                log.warning("deleted_pending_acked", stream=self.keys.frames, count=len(gone))
+        # Deleted while pending (6.2 answers nil, 7.0 leaves it out), or answered meanwhile.
+        await self._ack_if_deleted(set(stranded) - {e.entry_id for e in entries})
         await self.fill_deliveries(entries)
         if entries:
             log.warning("stranded_pending_claimed", stream=self.keys.frames, count=len(entries))

@@ -106,6 +106,11 @@ class ShardConsumer:
         self.log = log.bind(shard=shard, consumer=consumer_name)
 
     @property
+    def _claim_limit(self) -> int:
+        """Entries taken by one claim (payloads and all): a window's worth, the rest on later turns."""
+        return max(self.settings.in_flight, self.settings.read_batch)
+
+    @property
     def in_flight(self) -> int:
         return len(self.window) if self.window is not None else 0
 
@@ -145,7 +150,7 @@ class ShardConsumer:
         reclaim_every = self.settings.reclaim_idle_ms / 2000
         next_reclaim = time.monotonic() + reclaim_every
         async with asyncio.TaskGroup() as tasks:
-            await self._take(await self.reader.claim_pending(), window, tasks)
+            await self._drain_pending(window, tasks)
             while not self._stopping:
                 raise_if_cancel_requested()
                 self._check_lease()
@@ -162,12 +167,27 @@ class ShardConsumer:
                 if not entries and len(window) == 0 and await self.reader.pending_count() > 0:
                     # Entries delivered but not in our window (e.g. read by a fenced-off predecessor
                     # after we took over, or a read whose reply was lost): finish them too.
-                    entries = await self.reader.claim_pending()
+                    await self._drain_pending(window, tasks)
+                    continue
                 elif time.monotonic() >= next_reclaim:
                     # The same under load: entries idle outside the window are stranded, not in progress.
                     next_reclaim = time.monotonic() + reclaim_every
-                    entries += await self.reader.claim_idle(self.settings.reclaim_idle_ms, window.entry_ids())
+                    entries += await self.reader.claim_idle(
+                        self.settings.reclaim_idle_ms, window.entry_ids(), self._claim_limit
+                    )
                 await self._take(entries, window, tasks)
+
+    async def _drain_pending(self, window: InFlightWindow, tasks: asyncio.TaskGroup) -> None:
+        """Take every pending entry of the shard before any new one (the oldest frames first keep each
+        camera's order), a window's room at a time so that payloads in memory stay bounded."""
+        cursor = "0-0"
+        while True:
+            self._check_lease()
+            room = await window.wait_for_room()
+            claimed, cursor = await self.reader.claim_pending(room, cursor)
+            await self._take(claimed, window, tasks)
+            if cursor == "0-0":
+                return
 
     def _check_lease(self) -> None:
         """Stop at once unless the lease is held: a token *and* a renewal within the ttl (a consumer that
