@@ -226,6 +226,13 @@ def test_redis_restart_mid_run_reconnects_and_finishes(tmp_path, variant):
         sync.close()
 
 
+async def _stop_gracefully(consumer: StreamConsumer, task: asyncio.Task, client) -> None:
+    consumer.stop()
+    async with asyncio.timeout(30):
+        await task
+    await client.aclose()
+
+
 def _fill_until_refused(client: redis.Redis, key: str) -> int:
     """XADD 16 KB entries until Redis refuses for maxmemory; returns how many went in."""
     count = 0
@@ -294,10 +301,7 @@ def test_redis_at_maxmemory_is_waited_out_with_the_lease_kept(tmp_path, variant)
             await asyncio.to_thread(producer.join)
             sync.delete("filler-2")
             await wait_until(lambda: finished_count(sync, settings) >= 8, what="every frame after the trim")
-            consumer.stop()
-            async with asyncio.timeout(30):
-                await task
-            await client.aclose()
+            await _stop_gracefully(consumer, task, client)
             return at_acquire, while_full, consumer.stats()
 
         at_acquire, while_full, final = run_scenario(scenario())
@@ -409,10 +413,7 @@ def test_an_entry_stranded_under_load_is_claimed_back_while_frames_keep_coming(r
                 finished_while_busy = True
                 break
         await wait_until(lambda: finished_count(sync_redis, settings) >= frame_id, what="every frame")
-        consumer.stop()
-        async with asyncio.timeout(30):
-            await task
-        await client.aclose()
+        await _stop_gracefully(consumer, task, client)
         return stolen_id, finished_while_busy, consumer.stats()
 
     stolen_id, finished_while_busy, stats = run_scenario(scenario())
