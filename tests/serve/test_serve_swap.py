@@ -59,6 +59,16 @@ def test_a_live_swap_under_load_loses_nothing_and_never_mixes_versions(serve_app
         # The replaced version is still held (its grace period is running) next to the new one.
         held = serve_app.handle("PoseResidual").model_versions.remote().result()["held"]
         assert set(held) == {"test-v1", "test-v2"}
+        # The consumer learns the new version from the first call that returns it; frames already in that
+        # call (a consumer behind its camera on a slow machine) rightly still run the old one. "After the
+        # swap" starts once an event of the new version is out.
+        serve_app.wait_for(
+            lambda: any(
+                e["model"] == "test-v2" for e in serve_app.messages("events") if e["camera_id"] == CAMERA
+            ),
+            120,
+            "the first event of the new version",
+        )
         camera.published_at_swap = camera.published
         target = camera.published_at_swap + AFTER
         serve_app.wait_for(lambda: camera.published >= target, 120, f"{AFTER} frames after the swap")
