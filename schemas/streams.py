@@ -22,7 +22,8 @@ def shard_for(camera_id: str, shards: int) -> int:
 
 @dataclass(frozen=True)
 class StreamKeys:
-    """Every Redis key of one shard. With one shard the keys are the plain names."""
+    """Every Redis key of one shard. With one shard on a standalone Redis the keys are the plain names;
+    otherwise (S > 1, or any S on a Redis Cluster) each shard's keys share the hash tag ``{k}``."""
 
     frames: str
     events: str
@@ -33,11 +34,14 @@ class StreamKeys:
     strikes: str  # hash: frame entry id → times it was run alone without finishing (the poison bound)
 
     @classmethod
-    def for_shard(cls, shard: int, shards: int, prefix: str = DEFAULT_PREFIX) -> StreamKeys:
+    def for_shard(
+        cls, shard: int, shards: int, prefix: str = DEFAULT_PREFIX, *, cluster: bool = False
+    ) -> StreamKeys:
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} out of range for {shards} shards")
-        # One hash tag per shard so that the fenced Lua script touches keys of one cluster slot.
-        base = prefix if shards == 1 else f"{prefix}:{{{shard}}}"
+        # One hash tag per shard so that the fenced Lua script touches keys of one cluster slot. On a
+        # cluster S = 1 is tagged too: the plain names would fall in different slots (CROSSSLOT).
+        base = prefix if shards == 1 and not cluster else f"{prefix}:{{{shard}}}"
         return cls(
             frames=f"{base}:frames",
             events=f"{base}:events",
@@ -49,5 +53,5 @@ class StreamKeys:
         )
 
 
-def all_shard_keys(shards: int, prefix: str = DEFAULT_PREFIX) -> list[StreamKeys]:
-    return [StreamKeys.for_shard(k, shards, prefix) for k in range(shards)]
+def all_shard_keys(shards: int, prefix: str = DEFAULT_PREFIX, *, cluster: bool = False) -> list[StreamKeys]:
+    return [StreamKeys.for_shard(k, shards, prefix, cluster=cluster) for k in range(shards)]

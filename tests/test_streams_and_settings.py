@@ -51,6 +51,20 @@ def test_sharded_keys_share_a_cluster_hash_tag():
         StreamKeys.for_shard(8, 8)
 
 
+def test_on_a_cluster_one_shard_is_tagged_too(monkeypatch):
+    keys = StreamKeys.for_shard(0, 1, cluster=True)
+    every = [keys.frames, keys.events, keys.results, keys.dead, keys.owner, keys.epoch, keys.strikes]
+    assert all(key.startswith("posestream:{0}:") for key in every)  # one slot for the fenced script
+    monkeypatch.setenv("POSESTREAM_REDIS_CLUSTER", "true")
+    assert Settings().shard_keys(0).frames == "posestream:{0}:frames"
+    assert [k.frames for k in Settings(shards=2).all_shard_keys()] == [
+        "posestream:{0}:frames",
+        "posestream:{1}:frames",
+    ]
+    monkeypatch.setenv("POSESTREAM_REDIS_CLUSTER", "false")
+    assert Settings().shard_keys(0).frames == "posestream:frames"  # standalone S = 1: the public names
+
+
 def test_settings_read_the_env_prefix(monkeypatch):
     monkeypatch.setenv("POSESTREAM_SHARDS", "4")
     monkeypatch.setenv("POSESTREAM_REDIS_URL", "redis://127.0.0.1:7777/0")

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Self
 
@@ -84,6 +85,7 @@ class RedisServer:
         save_snapshots: bool = False,
         maxmemory: str | None = None,
         max_bulk_bytes: int | None = None,
+        extra_config: Sequence[str] = (),
         start_timeout_s: float = 15.0,
     ):
         self.data_dir = Path(data_dir).resolve()
@@ -95,6 +97,7 @@ class RedisServer:
         self.maxmemory = maxmemory
         # proto-max-bulk-len: the largest string a client may send (Redis' default 512 MB; at least 1 MB).
         self.max_bulk_bytes = max(max_bulk_bytes, 1 << 20) if max_bulk_bytes is not None else None
+        self.extra_config = tuple(extra_config)  # further redis.conf lines, e.g. a cluster node's
         self.start_timeout_s = start_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -134,6 +137,7 @@ class RedisServer:
         if self.max_bulk_bytes is not None:
             # Bounds every stored frame, so that a read of N entries can never bring more than N × this.
             lines.append(f"proto-max-bulk-len {self.max_bulk_bytes}")
+        lines += self.extra_config
         return "\n".join(lines) + "\n"
 
     def start(self) -> Self:
@@ -203,6 +207,17 @@ class RedisServer:
         if process.stderr is not None:
             process.stderr.close()
         log.info("redis_stopped", port=self.port)
+
+    def kill(self) -> None:
+        """SIGKILL this server's own process (a crash: nothing is flushed beyond what the AOF holds)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.kill()
+        process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+        log.info("redis_killed", port=self.port, pid=process.pid)
 
     def _control_client(self, socket_timeout: float) -> redis.Redis:
         # No retries: a refused connection is the answer we are waiting for (start) or expect (SHUTDOWN).

@@ -85,7 +85,9 @@ class FramePublisher:
         if max_backlog < 1:
             raise ValueError(f"max_backlog must be >= 1, got {max_backlog}")
         self.settings = settings or Settings()
-        self.redis = client or connect(resolve_redis_url(redis_url, self.settings), retries=retries)
+        self.redis = client or connect(
+            resolve_redis_url(redis_url, self.settings), retries=retries, cluster=self.settings.redis_cluster
+        )
         self.policy: Policy = policy
         self.max_backlog = max_backlog
         self.wait_timeout_s = wait_timeout_s

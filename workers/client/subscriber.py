@@ -10,6 +10,10 @@ Two modes:
   restarted subscriber is a new consumer: at start, and every ``claim_idle_ms``, it takes over entries
   that another consumer of the group left pending for that long (a crashed predecessor), following the
   XAUTOCLAIM cursor, and reads them before new ones.
+
+On a Redis Cluster (``settings.redis_cluster``) each shard's streams live in their own slot and one read
+may not span slots (CROSSSLOT): the subscriber reads shard by shard, each read without blocking, and
+blocks (at most 50 ms, on the shards in turn) only when a whole round found nothing.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ from schemas.settings import Settings
 from schemas.streams import shard_for
 from schemas.wire import STREAM_FIELD, DeadLetter, FrameResult, PersonEvent, WireDecodeError
 from workers.client.connection import connect, resolve_redis_url
+from workers.redis_errors import REDIS_UNREACHABLE
 
 log = structlog.get_logger()
 
 Kind = Literal["events", "results", "dead"]
 KINDS: tuple[Kind, ...] = ("events", "results", "dead")
+CLUSTER_BLOCK_MS = 50  # on a cluster a blocking read waits on one shard: keep the others' wait short
 Message = PersonEvent | FrameResult | DeadLetter
 _MESSAGE_TYPES: dict[str, type[Message]] = {"events": PersonEvent, "results": FrameResult, "dead": DeadLetter}
 
@@ -76,7 +82,9 @@ class EventSubscriber:
         if unknown or not self.kinds:
             raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {self.kinds}")
         self.redis = client or connect(
-            resolve_redis_url(redis_url, self.settings), socket_timeout=block_ms / 1000 + 10
+            resolve_redis_url(redis_url, self.settings),
+            socket_timeout=block_ms / 1000 + 10,
+            cluster=self.settings.redis_cluster,
         )
         self.camera_ids = frozenset(camera_ids) if camera_ids else None
         self.group = group
@@ -93,10 +101,13 @@ class EventSubscriber:
         if self.camera_ids is not None:  # only the shards these cameras publish to
             shards = sorted({shard_for(c, self.settings.shards) for c in self.camera_ids})
         self._kind_of: dict[str, Kind] = {}
+        self._slot_groups: list[list[str]] = []  # streams that one command may read together on a cluster
         for shard in shards:
             keys = self.settings.shard_keys(shard)
+            self._slot_groups.append([getattr(keys, kind) for kind in self.kinds])
             for kind in self.kinds:
                 self._kind_of[getattr(keys, kind)] = kind
+        self._block_turn = 0  # cluster: the shard whose read blocks next
         self._start = start
         self.last_ids: dict[str, str] = {}  # stream → last entry id read (position mode)
         self._pending_first = True  # group mode: re-read this consumer's pending entries first
@@ -160,19 +171,32 @@ class EventSubscriber:
     # -- reading -----------------------------------------------------------------------------------
 
     def _read(self, block_ms: int | None) -> list:
+        if not self.settings.redis_cluster:
+            return self._read_streams(list(self._kind_of), block_ms)
+        reply: list = []
+        for streams in self._slot_groups:  # one slot per read: the others would answer CROSSSLOT
+            reply += self._read_streams(streams, None)
+        if reply or block_ms is None or self._pending_first:
+            return reply
+        streams = self._slot_groups[self._block_turn % len(self._slot_groups)]
+        self._block_turn += 1
+        return self._read_streams(streams, max(1, min(block_ms, CLUSTER_BLOCK_MS)))
+
+    def _read_streams(self, streams: list[str], block_ms: int | None) -> list:
         if self.group is None:
-            return self.redis.xread(self.last_ids, count=self.count, block=block_ms)
+            positions = {stream: self.last_ids[stream] for stream in streams}
+            return self.redis.xread(positions, count=self.count, block=block_ms) or []
         position = "0" if self._pending_first else ">"
-        reply = self.redis.xreadgroup(
-            self.group,
-            self.consumer,
-            {stream: position for stream in self._kind_of},
-            count=self.count,
-            block=None if self._pending_first else block_ms,
+        return (
+            self.redis.xreadgroup(
+                self.group,
+                self.consumer,
+                {stream: position for stream in streams},
+                count=self.count,
+                block=None if self._pending_first else block_ms,
+            )
+            or []
         )
-        if self._pending_first and not any(entries for _, entries in reply or []):
-            self._pending_first = False
-        return reply or []
 
     def _ack(self) -> None:
         by_stream: dict[str, list[str]] = {}
@@ -218,7 +242,9 @@ class EventSubscriber:
                     block = max(1, min(self.block_ms, int(left * 1000)))
                 was_pending_read = self.group is not None and self._pending_first
                 reply = self._read(block)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if was_pending_read and not any(entries for _, entries in reply):
+                    self._pending_first = False
+            except REDIS_UNREACHABLE as exc:
                 # redis-py's own retries are spent: wait and re-issue from the last ids. In group mode
                 # a lost XREADGROUP reply left entries pending with us: re-read those first.
                 self.reconnects += 1

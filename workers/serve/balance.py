@@ -18,8 +18,8 @@ import math
 from typing import Any
 
 import structlog
-from redis.exceptions import ConnectionError, TimeoutError
 
+from workers.redis_errors import REDIS_UNREACHABLE
 from workers.streams import StreamConsumer
 
 log = structlog.get_logger()
@@ -40,7 +40,7 @@ class BalancedStreamConsumer(StreamConsumer):
         if lease is not None:
             try:
                 await lease.release()
-            except (ConnectionError, TimeoutError) as exc:  # redis' classes, not the builtins
+            except REDIS_UNREACHABLE as exc:  # redis' ConnectionError/TimeoutError, not the builtins
                 self.log.warning("shard_release_failed", shard=shard, error=repr(exc))  # it lapses in a ttl
         self.log.info("shard_shed", shard=shard)
 

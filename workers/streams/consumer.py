@@ -23,12 +23,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, OutOfMemoryError, TimeoutError
 
 from schemas.settings import Settings
 from workers.pipeline import FramePipeline
+from workers.redis_errors import REDIS_UNREACHABLE
 from workers.streams.lease import ShardLease
 from workers.streams.shard import ShardConsumer, raise_if_cancel_requested
 from workers.streams.stats import ConsumerStats
@@ -36,18 +38,23 @@ from workers.streams.stats import ConsumerStats
 log = structlog.get_logger()
 
 
-def connect(url: str, settings: Settings | None = None, *, retries: int = 10) -> aioredis.Redis:
+def connect(
+    url: str, settings: Settings | None = None, *, retries: int = 10
+) -> aioredis.Redis | RedisCluster:
     """An asyncio Redis client that rides out restarts: redis-py's Retry with exponential backoff
-    (about 6 s in all before an error reaches the consumer, which then starts over)."""
+    (about 6 s in all before an error reaches the consumer, which then starts over). With
+    ``settings.redis_cluster`` a cluster client (``url`` names any node; slots and failovers are followed)."""
     block_s = (settings.read_block_ms if settings else 500) / 1000
-    return aioredis.Redis.from_url(
-        url,
+    options: dict[str, Any] = dict(
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), retries),
         retry_on_error=[ConnectionError, TimeoutError],
         socket_connect_timeout=2.0,
         socket_timeout=block_s + 5.0,  # above XREADGROUP's BLOCK
         health_check_interval=10,
     )
+    if settings is not None and settings.redis_cluster:
+        return RedisCluster.from_url(url, **options)
+    return aioredis.Redis.from_url(url, **options)
 
 
 def default_consumer_name() -> str:
@@ -138,15 +145,40 @@ class StreamConsumer:
         self._started_at = time.monotonic()
         self.log.info("consumer_started", shards=self.shards, max_shards=self.max_shards)
         interval = self.settings.renew_interval_ms / 1000
+        # Renewals run on their own: a tick held up by an unreachable node (acquire, backlog) must not
+        # let the leases of shards on healthy nodes lapse.
+        keeper = asyncio.create_task(self._keep_leases(interval), name=f"leases-{self.name}")
         try:
             while not self._stop.is_set():
                 raise_if_cancel_requested()  # a cancelled consumer must never renew its leases again
                 await self._tick()
                 await self._wait_for_stop(interval)
+            await self._stop_keeper(keeper)
             await self._shutdown(interval)
         except asyncio.CancelledError:
+            await self._stop_keeper(keeper)
             await self._cancel_workers(interval)
             raise
+        finally:
+            await self._stop_keeper(keeper)
+
+    async def _keep_leases(self, interval: float) -> None:
+        while True:
+            try:
+                await self._renew(interval)
+            except Exception as error:  # noqa: BLE001 - the keeper must outlive any one reply; an unrenewed
+                # lease stops its shard's work by itself at the local deadline (ShardConsumer checks held)
+                self._stats.redis_errors += 1
+                self.log.error("lease_renewal_failed", error=repr(error))
+            await asyncio.sleep(interval)
+
+    @staticmethod
+    async def _stop_keeper(keeper: asyncio.Task[None]) -> None:
+        if keeper.done():
+            return
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
 
     async def _wait_for_stop(self, timeout: float) -> None:
         # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for returns normally, swallowing
@@ -171,7 +203,6 @@ class StreamConsumer:
     # ------------------------------------------------------------------ internals
     async def _tick(self) -> None:
         try:
-            await self._renew()  # a compare-and-PEXPIRE script: Redis runs it at maxmemory too
             await self._reap()
             try:
                 await self._acquire()
@@ -179,22 +210,34 @@ class StreamConsumer:
                 self._stats.note_redis_full(True)
                 self.log.warning("redis_out_of_memory", during="lease acquire", error=str(exc))
             await self.backlog()
-        except (ConnectionError, TimeoutError) as exc:
+        except REDIS_UNREACHABLE as exc:
             self._stats.redis_errors += 1
             self.log.warning("redis_unavailable", error=repr(exc))
             self._drop_lapsed()
 
-    async def _renew(self) -> None:
-        for shard, lease in list(self._leases.items()):
-            task = self._tasks.get(shard)
-            if task is None or task.done():
-                continue
-            try:
-                renewed = await lease.renew()
-            except (ConnectionError, TimeoutError):
+    async def _renew(self, timeout_s: float) -> None:
+        """Renew every working lease at once, each bounded by ``timeout_s`` (a compare-and-PEXPIRE
+        script: Redis runs it at maxmemory too); one that cannot be told holds until its local deadline."""
+        working = [
+            (shard, lease, task)
+            for shard, lease in list(self._leases.items())
+            if (task := self._tasks.get(shard)) is not None and not task.done()
+        ]
+
+        async def bounded(lease: ShardLease) -> bool:
+            async with asyncio.timeout(timeout_s):
+                return await lease.renew()
+
+        replies = await asyncio.gather(*(bounded(lease) for _, lease, _ in working), return_exceptions=True)
+        for (_shard, lease, task), reply in zip(working, replies, strict=True):
+            if isinstance(reply, (*REDIS_UNREACHABLE, builtins.TimeoutError)):
                 renewed = lease.held  # cannot tell: keep working until the local deadline passes
                 if not renewed:
                     lease.lose("no renewal within the ttl")
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                renewed = reply
             if not renewed:
                 self._stats.leases_lost += 1
                 task.cancel()  # stop working the shard at once; the fence covers the rest
@@ -256,8 +299,8 @@ class StreamConsumer:
         deadline = time.monotonic() + self.drain_timeout_s
         while True:
             raise_if_cancel_requested()
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                await self._renew()
+            with contextlib.suppress(*REDIS_UNREACHABLE):
+                await self._renew(interval)
             running = [t for t in self._tasks.values() if not t.done()]
             if not running:
                 break
@@ -266,9 +309,9 @@ class StreamConsumer:
                 await self._cancel_workers(interval)
                 break
             await asyncio.wait(running, timeout=interval)
-        with contextlib.suppress(ConnectionError, TimeoutError):
+        with contextlib.suppress(*REDIS_UNREACHABLE):
             await self._reap()
         for lease in self._leases.values():
-            with contextlib.suppress(ConnectionError, TimeoutError):
+            with contextlib.suppress(*REDIS_UNREACHABLE):
                 await lease.release()
         self.log.info("consumer_stopped", **{k: v for k, v in self.stats().items() if isinstance(v, int)})

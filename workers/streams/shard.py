@@ -25,7 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, OutOfMemoryError, ResponseError, TimeoutError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from model.predictions import PersonPrediction
 from schemas.settings import Settings
@@ -33,6 +33,7 @@ from schemas.streams import StreamKeys
 from schemas.wire import STREAM_FIELD, DeadReason
 from workers.events import dead_letter, frame_result, person_events
 from workers.pipeline import FramePipeline
+from workers.redis_errors import REDIS_UNREACHABLE
 from workers.streams.decode import FrameRejected, ParsedFrame, decode_image, entry_identity, parse_entry
 from workers.streams.lease import ShardLease
 from workers.streams.ordering import InFlightWindow, Slot
@@ -43,7 +44,7 @@ from workers.streams.writer import FencedWriter, Outputs, PublishStatus, RedisFu
 
 log = structlog.get_logger()
 
-REDIS_ERRORS = (ConnectionError, TimeoutError, OutOfMemoryError)  # the last: writes refused at maxmemory
+REDIS_ERRORS = (*REDIS_UNREACHABLE, OutOfMemoryError)  # the last: writes refused at maxmemory
 
 
 class LeaseLost(Exception):

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from schemas.streams import StreamKeys
@@ -142,10 +144,7 @@ class FencedWriter:
             return []
         if self._sha is None:
             await self.load()
-        async with self.client.pipeline(transaction=False) as pipe:
-            for out in outputs:
-                pipe.evalsha(self._sha, len(self._keys), *self._keys, *self._args(token, out))
-            replies = await pipe.execute(raise_on_error=False)
+        replies = await self._call_all(token, outputs)
         statuses: list[PublishStatus] = []
         for index, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):
@@ -166,6 +165,24 @@ class FencedWriter:
                 raise reply
             statuses.append(PublishStatus(int(reply)))
         return statuses
+
+    async def _call_all(self, token: str, outputs: list[Outputs]) -> list[Any]:
+        """The script's replies (an error as a value), in order. On a cluster redis-py refuses a pipelined
+        EVALSHA: one call after another there, up to the first error (nothing past it is looked at)."""
+        if not isinstance(self.client, RedisCluster):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for out in outputs:
+                    pipe.evalsha(self._sha, len(self._keys), *self._keys, *self._args(token, out))
+                return await pipe.execute(raise_on_error=False)
+        replies: list[Any] = []
+        for out in outputs:
+            try:
+                args = [*self._keys, *self._args(token, out)]
+                replies.append(await self.client.evalsha(self._sha, len(self._keys), *args))
+            except ResponseError as exc:
+                replies.append(exc)
+                break
+        return replies
 
     async def _publish_one(self, token: str, out: Outputs) -> PublishStatus:
         args = [*self._keys, *self._args(token, out)]
