@@ -155,7 +155,12 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory):
         mode="json",
         include={"redis_url", "stream_prefix", "shards", "lease_ttl_ms", "read_block_ms", "max_deliveries"},
     )
+    # The hung-replica test: a stopped residual replica is found out in ~20 s (3 failed checks), and
+    # its calls time out in 8 s, instead of the config's 15 s checks and 30 s calls.
+    app["args"]["stage_retry"]["timeout_s"] = 8
     for deployment in app["deployments"]:
+        if deployment["name"] == "PoseResidual":
+            deployment.update(health_check_period_s=2, health_check_timeout_s=5)
         if deployment["name"] in MODEL_STAGES:
             deployment["user_config"] = {
                 **deployment["user_config"],

@@ -3,6 +3,10 @@ ActivityClassifier → events. Tests share the session's app and stream; each us
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+
 import cv2
 import numpy as np
 import pytest
@@ -125,6 +129,38 @@ def test_killing_the_backbone_mid_batch_retries_and_loses_no_frame(serve_app) ->
         return retried + consumer.stats.remote().result()["pipeline_errors"] - errors_before
 
     serve_app.wait_for(lambda: failed_calls() > 0, 30, "retried backbone calls")
+
+
+def _process_id(actor_name: str) -> int:
+    from ray._private import state  # the GCS actor table: the one place that names a replica's pid
+
+    [pid] = [a["Pid"] for a in state.actors().values() if a["Name"] == actor_name and a["State"] == "ALIVE"]
+    return int(pid)
+
+
+def test_a_hung_residual_replica_is_replaced_and_loses_no_frame(serve_app) -> None:
+    """SIGSTOP: the replica neither answers nor dies. Its calls time out and are retried, Serve's health
+    check finds it out and replaces it, and every frame ends ok exactly once, in order."""
+    deployment, camera_id, frames = "PoseResidual", "hung-residual", 16
+    [victim] = replica_names(deployment)
+    pid = _process_id(victim)
+    for frame_id in range(frames):
+        serve_app.publish(camera_id, frame_id, serve_app.png_image(seed=frame_id % 5))
+    serve_app.wait_for(lambda: len(results_of(serve_app, camera_id)) >= 2, 120, "the first results")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        serve_app.wait_for(lambda: victim not in replica_names(deployment), 120, "the hung replica replaced")
+        serve_app.wait_for(lambda: len(results_of(serve_app, camera_id)) == frames, 240, f"{frames} results")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)  # never leave a stopped process behind
+    results = results_of(serve_app, camera_id)
+    assert [r["frame_id"] for r in results] == list(range(frames))
+    assert all(r["status"] == "ok" for r in results)
+    assert not [d for d in serve_app.messages("dead") if d.get("camera_id") == camera_id]
+    serve_app.wait_for(lambda: len(replica_names(deployment)) >= 1, 60, "a residual replica")
+    consumer = serve_app.handle("FrameConsumer")
+    assert consumer.stats.remote().result()["longest_call_s"] < 60  # nothing left hanging in the consumer
 
 
 def test_metrics_endpoint_shows_the_counters_moving(serve_app) -> None:

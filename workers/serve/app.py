@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 from ray.serve.deployment import Application
 from ray.serve.schema import ServeDeploySchema
@@ -41,8 +41,23 @@ class AppConfig(BaseModel):
     # not given comes from the replicas' POSESTREAM_* environment (runtime_env env_vars on a cluster).
     settings: dict[str, Any] = Field(default_factory=dict)
     stage_retry: StageRetry
+    # A pipeline call awaited longer than this means the consumer's work is stuck: the replica reports
+    # itself unhealthy, Serve replaces it, and the shard's next owner retries the frames. It must exceed
+    # what three stage calls may legitimately take (every attempt timing out).
+    stuck_call_s: float = Field(600.0, gt=0)
     stats_interval_s: float = Field(gt=0)  # how often the consumer refreshes its metrics and backlog
     consume: bool = True  # False: the stages only (the consumer replica serves `infer` calls)
+
+    @model_validator(mode="after")
+    def _stuck_beyond_retries(self) -> AppConfig:
+        slowest = 3 * self.stage_retry.longest_s  # backbone, residual, activity one after another
+        if self.stuck_call_s <= slowest:
+            raise ValueError(
+                f"stuck_call_s={self.stuck_call_s:g} must exceed 3 stage calls at their longest "
+                f"({slowest:g} s with stage_retry's attempts, timeout_s and backoff), or healthy replicas "
+                "would be replaced"
+            )
+        return self
 
 
 def build_app(args: dict[str, Any]) -> Application:

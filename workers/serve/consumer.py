@@ -1,7 +1,8 @@
 """FrameConsumer: the stream consumer (workers.streams) as a Serve deployment, and its autoscaling policy.
 
 It receives no requests: its loop is an asyncio task started in ``__init__``, ``check_health()`` raises
-once that task has ended (so Serve replaces the replica), and ``record_autoscaling_stats()`` reports the
+once that task has ended or a pipeline call has been awaited past ``stuck_call_s`` (so Serve replaces the
+replica), and ``record_autoscaling_stats()`` reports the
 backlog of the shards it holds, which ``BacklogPolicy`` turns into a replica count (Serve's default
 policy counts requests and would never scale a consumer). Replicas share the shards out among themselves
 (``balance.ShardBalancer``), so an added replica takes shards from the others. Shutting a replica down
@@ -39,6 +40,7 @@ class FrameConsumer:
     ) -> None:
         self._settings = Settings(**config.get("settings", {}))
         self._stats_interval_s = float(config["stats_interval_s"])
+        self._stuck_call_s = float(config["stuck_call_s"])
         self.pipeline = ServePipeline(
             backbone, residual, activity, StageRetry.model_validate(config["stage_retry"]), pipeline_metrics()
         )
@@ -87,6 +89,11 @@ class FrameConsumer:
         if self._task is not None and self._task.done():
             error = None if self._task.cancelled() else self._task.exception()
             raise RuntimeError(f"the consumer loop has ended: {error!r}")
+        longest = self._consumer.longest_call_s() if self._consumer is not None else 0.0
+        if longest > self._stuck_call_s:
+            # Stage calls time out well before this: something below them hangs. Replacing the replica
+            # lets its leases lapse, and the next owner retries the frames.
+            raise RuntimeError(f"a pipeline call has been awaited for {longest:.0f} s (stuck_call_s)")
 
     async def record_autoscaling_stats(self) -> dict[str, float]:
         """The backlog of the shards this replica holds (stand-by replicas report 0) and the shard count,

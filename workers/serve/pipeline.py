@@ -5,9 +5,11 @@ One model version per frame: each call runs the version ``model_version`` showed
 version explicitly, and a stage keeps a replaced version loaded while frames drain. When a backbone
 reports a newer current version, ``model_version`` moves to it for the following calls.
 
-A failed stage call (replica died, actor unavailable, version not held there, back-pressure) is retried a
-bounded number of times with backoff; then it raises, the consumer leaves the frame pending, and the
-shard's owner retries it later or dead-letters it as poison.
+A failed stage call (replica died, actor unavailable, version not held there, back-pressure, no answer
+within ``timeout_s``: a hung replica) is retried a bounded number of times with backoff; then it raises,
+the consumer leaves the frame pending, and the shard's owner retries it later or dead-letters it as poison.
+A call that timed out is cancelled, so the next attempt may reach another replica; the hung one reports
+itself unhealthy (``ModelStageReplica.check_health``) and Serve replaces it.
 """
 
 from __future__ import annotations
@@ -31,18 +33,6 @@ log = structlog.get_logger()
 
 T = TypeVar("T")
 
-# Failures of the call, not of the frame: another try (another replica, a restarted one) can succeed.
-RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
-    ray.exceptions.RayActorError,  # ActorDiedError, ActorUnavailableError
-    ray.exceptions.WorkerCrashedError,
-    ray.exceptions.ObjectLostError,
-    serve_exceptions.BackPressureError,
-    serve_exceptions.DeploymentUnavailableError,
-    serve_exceptions.ReplicaUnavailableError,
-    ModelVersionUnavailable,
-)
-
-
 UNKNOWN_VERSION = "unknown"
 
 
@@ -54,9 +44,32 @@ class StageRetry(BaseModel):
     attempts: int = Field(ge=1)
     backoff_s: float = Field(ge=0)  # first pause; doubles each time up to max_backoff_s
     max_backoff_s: float = Field(ge=0)
+    timeout_s: float = Field(gt=0)  # one attempt's answer, batching wait and queueing included
 
     def pause(self, attempt: int) -> float:
         return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+
+    @property
+    def longest_s(self) -> float:
+        """The longest one stage call can take: every attempt timing out, with the pauses between."""
+        return self.attempts * self.timeout_s + sum(self.pause(a) for a in range(1, self.attempts))
+
+
+class StageCallTimeout(TimeoutError):
+    """A stage replica did not answer within ``timeout_s`` (hung, or far behind): try another."""
+
+
+# Failures of the call, not of the frame: another try (another replica, a restarted one) can succeed.
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
+    ray.exceptions.RayActorError,  # ActorDiedError, ActorUnavailableError
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.ObjectLostError,
+    serve_exceptions.BackPressureError,
+    serve_exceptions.DeploymentUnavailableError,
+    serve_exceptions.ReplicaUnavailableError,
+    ModelVersionUnavailable,
+    StageCallTimeout,
+)
 
 
 class StageCallFailed(RuntimeError):
@@ -130,7 +143,7 @@ class ServePipeline:
         for attempt in range(1, self._retry.attempts + 1):
             started = time.perf_counter()
             try:
-                result = await send()
+                result = await self._answer(stage, send())
             except RETRYABLE_ERRORS as error:
                 kind = type(error).__name__
                 if attempt == self._retry.attempts:
@@ -149,6 +162,18 @@ class ServePipeline:
                 self._metrics.call_ms.observe((time.perf_counter() - started) * 1000.0, tags={"stage": stage})
             return result
         raise AssertionError("unreachable: attempts >= 1")
+
+    async def _answer(self, stage: str, response: Awaitable[T]) -> T:
+        """``response``'s result within ``timeout_s``; past it the request is cancelled (a DeploymentResponse
+        cancels the call on its replica) and ``StageCallTimeout`` raised."""
+        try:
+            async with asyncio.timeout(self._retry.timeout_s):
+                return await response
+        except TimeoutError as error:
+            cancel = getattr(response, "cancel", None)
+            if cancel is not None:
+                cancel()
+            raise StageCallTimeout(f"{stage}: no answer within {self._retry.timeout_s} s") from error
 
 
 def _check_version(stage: str, wanted: str, got: str) -> None:

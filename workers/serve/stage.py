@@ -45,6 +45,9 @@ class StageConfig(BaseModel):
     max_batch_size: int = Field(ge=1)
     batch_wait_timeout_s: float = Field(ge=0)
     drain_grace_s: float = Field(ge=0)  # how long a replaced version stays for frames already in flight
+    # A batch computing longer than this is stuck (a hung thread, a wedged device): the replica reports
+    # itself unhealthy and Serve replaces it; callers' timeouts have sent its frames elsewhere meanwhile.
+    hung_after_s: float = Field(120.0, gt=0)
 
     @property
     def source(self) -> tuple[str | None, str, str | None]:
@@ -175,6 +178,9 @@ class ModelStageReplica:
     def __init__(self) -> None:
         self._versions: VersionedStages[Any] = VersionedStages(self.make_stage, self.stage_name)
         self._batch_sizes: list[int] = []  # most recent batch sizes, for tests and the bench
+        self._hung_after_s = StageConfig.model_fields["hung_after_s"].default
+        self._computing: dict[int, float] = {}  # batch number → monotonic start, while it computes
+        self._batches_started = 0
 
     @staticmethod
     def make_stage(pipeline: Any) -> Any:
@@ -189,6 +195,7 @@ class ModelStageReplica:
             # The device follows what this replica was given (deploy config), not what the node has.
             config = config.model_copy(update={"device": "cuda" if _assigned_gpus() else "cpu"})
         await asyncio.to_thread(self._versions.configure, config)
+        self._hung_after_s = config.hung_after_s
         batched = self._batched_method()
         batched.set_max_batch_size(config.max_batch_size)
         batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
@@ -206,7 +213,7 @@ class ModelStageReplica:
             try:
                 with self._versions.acquire(version) as (held_version, stage):
                     started = time.perf_counter()
-                    outputs = await asyncio.to_thread(stage, [requests[i][1] for i in indices])
+                    outputs = await self._compute(stage, [requests[i][1] for i in indices])
                     compute_ms = (time.perf_counter() - started) * 1000.0
                 stage_metrics().batch(self.stage_name, held_version, len(indices), compute_ms)
                 for i, output in zip(indices, outputs, strict=True):
@@ -215,6 +222,29 @@ class ModelStageReplica:
                 for i in indices:
                     results[i] = _Failed(error)
         return results
+
+    async def _compute(self, stage: Any, items: list[Any]) -> Any:
+        """The stage on a batch, in a thread (off the event loop, so health checks keep being answered)."""
+        self._batches_started += 1
+        batch = self._batches_started
+        self._computing[batch] = time.monotonic()
+        try:
+            return await asyncio.to_thread(stage, items)
+        finally:
+            del self._computing[batch]
+
+    def longest_computing_s(self) -> float:
+        """How long the oldest batch still computing has been at it (0 when none is)."""
+        return time.monotonic() - min(self._computing.values()) if self._computing else 0.0
+
+    def check_health(self) -> None:
+        """Serve's health check: unhealthy while a batch has been computing for over ``hung_after_s``."""
+        longest = self.longest_computing_s()
+        if longest > self._hung_after_s:
+            raise RuntimeError(
+                f"{self.stage_name}: a batch has been computing for {longest:.0f} s "
+                f"(hung_after_s={self._hung_after_s:g}): replace this replica"
+            )
 
     @staticmethod
     def _unwrap(result: Any) -> tuple[str, Any]:

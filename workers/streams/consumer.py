@@ -117,6 +117,10 @@ class StreamConsumer:
         """Ask ``run()`` to finish gracefully; it returns once in-flight frames are published."""
         self._stop.set()
 
+    def longest_call_s(self) -> float:
+        """The oldest pipeline call still awaited by any shard worker, in seconds (0 when none is)."""
+        return max((w.longest_call_s() for w in self._workers.values()), default=0.0)
+
     def stats(self) -> dict[str, Any]:
         """Counters since start plus current state (held shards, frames in flight, last backlog)."""
         data = self._stats.as_dict()
@@ -124,6 +128,7 @@ class StreamConsumer:
             consumer=self.name,
             shards_held=self.held_shards,
             in_flight=sum(w.in_flight for w in self._workers.values()),
+            longest_call_s=self.longest_call_s(),
             backlog=dict(self._backlog),
             backlog_total=sum(self._backlog.values()),
             uptime_s=time.monotonic() - self._started_at if self._started_at else 0.0,

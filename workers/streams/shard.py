@@ -18,6 +18,7 @@ running alone when it happened, never against the frames that shared its window.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,8 @@ class ShardConsumer:
         self.backoff = ExponentialBackoff(cap=2.0, base=0.05)
         self.window: InFlightWindow | None = None
         self._calls: set[asyncio.Task[None]] = set()  # pipeline calls in flight
+        self._calling_since: dict[int, float] = {}  # number of a pipeline call awaited now → its start
+        self._call_numbers = itertools.count()
         self._newest_published: dict[str, int] = {}  # camera_id → newest frame_id published (ok/stale)
         self._stopping = False
         self.log = log.bind(shard=shard, consumer=consumer_name)
@@ -114,6 +117,10 @@ class ShardConsumer:
     @property
     def in_flight(self) -> int:
         return len(self.window) if self.window is not None else 0
+
+    def longest_call_s(self) -> float:
+        """How long the oldest pipeline call still awaited has taken so far (0 when none is)."""
+        return time.monotonic() - min(self._calling_since.values()) if self._calling_since else 0.0
 
     def stop(self) -> None:
         """Graceful: read no more; frames in flight are finished and published."""
@@ -294,8 +301,13 @@ class ShardConsumer:
             runnable.append((slot, decoded))
         if runnable:
             version = self.pipeline.model_version  # one model version per frame
+            call = next(self._call_numbers)
+            self._calling_since[call] = time.monotonic()
             try:
-                results = await self.pipeline([decoded.image for _, decoded in runnable])
+                try:
+                    results = await self.pipeline([decoded.image for _, decoded in runnable])
+                finally:
+                    del self._calling_since[call]
                 if len(results) != len(runnable):
                     raise ValueError(f"pipeline returned {len(results)} results for {len(runnable)} images")
             except Exception as exc:
