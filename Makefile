@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit cluster install bench clean
+.PHONY: run test lint unit cluster faults soak install bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,15 @@ unit: $(STAMP)
 # stopped by the test) that grows GPU worker nodes on a frame backlog and removes them when idle.
 cluster: $(STAMP)
 	$(BIN)/pytest -q tests/cluster
+
+# The fault suite alone (tests/faults/ and the Serve replica faults; also part of `unit`): real worker
+# processes and Redis servers, SIGKILL / SIGSTOP / restarts / overload, and a table of the books at the end.
+faults: $(STAMP)
+	$(BIN)/pytest -m faults tests/faults tests/serve/test_serve_app.py
+
+# Ten minutes at ~80 % of a worker's capacity with one fault a minute; memory sampled; run by hand, not in CI.
+soak: $(STAMP)
+	$(BIN)/pytest -m soak -s tests/faults/test_soak.py
 
 # Lint, the suite, then the cluster step. pytest exits 5 when it collects no test, failing the target.
 test: lint unit cluster

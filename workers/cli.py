@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "workers.commands.data",
     "workers.commands.train",
     "workers.commands.serve",
+    "workers.commands.worker",
     "workers.commands.publish",
     "workers.commands.events",
     "workers.commands.demo",

@@ -112,10 +112,12 @@ def kill_mid_run(serve_app, deployment: str, camera_id: str, frames: int) -> lis
     return results
 
 
+@pytest.mark.faults
 def test_killing_a_residual_replica_loses_no_frame(serve_app) -> None:
     kill_mid_run(serve_app, "PoseResidual", "kill-residual", frames=30)
 
 
+@pytest.mark.faults
 def test_killing_the_backbone_mid_batch_retries_and_loses_no_frame(serve_app) -> None:
     consumer = serve_app.handle("FrameConsumer")
     errors_before = consumer.stats.remote().result()["pipeline_errors"]
@@ -138,6 +140,7 @@ def _process_id(actor_name: str) -> int:
     return int(pid)
 
 
+@pytest.mark.faults
 def test_a_hung_residual_replica_is_replaced_and_loses_no_frame(serve_app) -> None:
     """SIGSTOP: the replica neither answers nor dies. Its calls time out and are retried, Serve's health
     check finds it out and replaces it, and every frame ends ok exactly once, in order."""
