@@ -9,11 +9,10 @@ import os
 import statistics
 import threading
 import time
-import uuid
 
 import pytest
 from harness import Published, WorkerProcess, check_books, finished, publish_mix, wait_for
-from stream_helpers import cameras_on_distinct_shards, image_bytes
+from stream_helpers import cameras_on_distinct_shards, consumer_settings, image_bytes
 
 from schemas.settings import Settings
 from workers.client import FramePublisher
@@ -53,16 +52,8 @@ class Producer(threading.Thread):
 
 
 def test_soak(own_redis, fault_checkpoint, tmp_path, books_table):
-    settings = Settings(
-        redis_url=own_redis.url,
-        stream_prefix=f"soak{uuid.uuid4().hex[:4]}",
-        shards=2,
-        lease_ttl_ms=1500,
-        read_block_ms=100,
-        read_batch=4,
-        in_flight=4,
-        events_maxlen=2000,
-        results_maxlen=20_000,
+    settings = consumer_settings(
+        own_redis.url, lease_ttl_ms=1500, max_deliveries=5, events_maxlen=2000, results_maxlen=20_000
     )
     client = own_redis.client()
     serial = iter(range(1000))

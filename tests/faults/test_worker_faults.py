@@ -5,12 +5,11 @@ sustainable rate. Each publishes good frames with bad ones mixed in and checks t
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from harness import Published, WorkerProcess, check_books, finished, publish_mix, wait_for
-from stream_helpers import cameras_on_distinct_shards, image_bytes
+from stream_helpers import cameras_on_distinct_shards, consumer_settings, image_bytes
 
 from schemas.settings import Settings
 from workers.client import FramePublisher
@@ -19,18 +18,8 @@ pytestmark = pytest.mark.timeout(420)
 
 
 def _settings(url: str, **overrides) -> Settings:
-    values = dict(
-        redis_url=url,
-        stream_prefix=f"f{uuid.uuid4().hex[:6]}",
-        shards=2,
-        lease_ttl_ms=1500,
-        read_block_ms=100,
-        read_batch=4,
-        in_flight=4,
-        max_deliveries=3,
-    )
-    values.update(overrides)
-    return Settings(**values)
+    """The consumer tests' settings with a lease a worker process can keep through its model calls."""
+    return consumer_settings(url, **{"lease_ttl_ms": 1500, **overrides})
 
 
 class Workers:
