@@ -456,3 +456,55 @@ def test_a_shard_worker_whose_lease_lapsed_reads_nothing(redis_url, sync_redis):
     assert stats["frames_consumed"] == 0
     assert sync_redis.xlen(keys.frames) == 3
     assert sum(group["pending"] for group in sync_redis.xinfo_groups(keys.frames)) == 0  # none stranded
+
+
+def test_a_frame_a_crashed_owner_stranded_is_overtaken_for_its_successor(redis_url, sync_redis):
+    """The owner's read reply for frame 2 was lost (the entry pending under its name, outside its window),
+    it published frames 3 and 4, then crashed before claiming 2 back. The successor claims 2 at takeover:
+    publishing it now would put it after 4, so it ends stale (overtaken) — the successor learns from the
+    results stream what its predecessor published."""
+    settings = consumer_settings(redis_url, shards=1, in_flight=2, read_batch=2, reclaim_idle_ms=60_000)
+    keys = settings.shard_keys(0)
+    camera = "cam-handover"
+
+    class ServesThenHangs(FakePipeline):
+        def __init__(self, frames: int):
+            super().__init__()
+            self.left = frames
+
+        async def __call__(self, images):
+            if self.left < len(images):
+                await asyncio.Event().wait()  # keeps a window in flight until the crash
+            self.left -= len(images)
+            return await super().__call__(images)
+
+    async def scenario() -> dict:
+        client = connect(redis_url, settings)
+        first = StreamConsumer(client, ServesThenHangs(frames=4), settings, name="first")
+        first_task = asyncio.create_task(first.run())
+        for frame_id in (0, 1):
+            publish(sync_redis, settings, camera, frame_payload(camera, frame_id))
+        await wait_until(lambda: finished_count(sync_redis, settings) >= 2, what="frames 0 and 1")
+        with sync_redis.pipeline(transaction=True) as pipe:  # the lost reply (see the test above)
+            pipe.xadd(keys.frames, {STREAM_FIELD: frame_payload(camera, 2)})
+            pipe.xreadgroup(settings.group, "first", {keys.frames: ">"}, count=1)
+            pipe.execute()
+        for frame_id in (3, 4, 5):
+            publish(sync_redis, settings, camera, frame_payload(camera, frame_id))
+        await wait_until(lambda: finished_count(sync_redis, settings) >= 4, what="frames 3 and 4")
+        first_task.cancel()  # a crash with frame 5 in flight and frame 2 stranded
+        with pytest.raises(asyncio.CancelledError):
+            await first_task
+        second = StreamConsumer(client, FakePipeline(), settings, name="second")
+        second_task = asyncio.create_task(second.run())
+        await wait_until(lambda: finished_count(sync_redis, settings) >= 6, what="the successor's frames")
+        await _stop_gracefully(second, second_task, client)
+        return second.stats()
+
+    stats = run_scenario(scenario())
+    results = [r for r in outputs(sync_redis, settings)["results"] if r["camera_id"] == camera]
+    assert sorted(r["frame_id"] for r in results) == list(range(6))  # one outcome each
+    ok = [r["frame_id"] for r in results if r["status"] == "ok"]
+    assert ok == [0, 1, 3, 4, 5]  # in camera order, across the change of owner
+    assert [r["frame_id"] for r in results if r["status"] == "stale"] == [2]
+    assert stats["stale_by_rule"] == {"overtaken": 1}

@@ -154,6 +154,9 @@ class ShardConsumer:
     async def _work(self) -> None:
         await self.reader.ensure_group()
         await self.writer.load()
+        # Frames a predecessor left pending may be older than ones it published: those are overtaken.
+        for camera, frame_id in (await self.writer.newest_published()).items():
+            self._newest_published[camera] = max(self._newest_published.get(camera, -1), frame_id)
         self.window = window = InFlightWindow(self.settings.in_flight, self._publish)
         reclaim_every = self.settings.reclaim_idle_ms / 2000
         next_reclaim = time.monotonic() + reclaim_every
@@ -257,7 +260,8 @@ class ShardConsumer:
         await window.flush()
 
     def _overtaken(self, slot: Slot) -> bool:
-        """A redelivered frame older than a frame of its camera that this owner already published."""
+        """A redelivered frame older than a published frame of its camera (by this owner or, as the results
+        stream's tail showed at takeover, by a predecessor)."""
         newest = self._newest_published.get(slot.camera_id or "", -1)
         return slot.extra["entry"].deliveries > 1 and slot.frame_id is not None and slot.frame_id < newest
 

@@ -24,10 +24,12 @@ from enum import IntEnum
 from typing import Any
 
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from schemas.streams import StreamKeys
+from schemas.wire import STREAM_FIELD, FrameResult, WireDecodeError
 
 # KEYS: owner, frames, events, results, dead, strikes
 # ARGV: token, group, entry id, events maxlen, results maxlen, dead maxlen, #events, events..., result, dead
@@ -112,6 +114,18 @@ class FencedWriter:
     async def load(self) -> str:
         self._sha = await self.client.script_load(FENCED_PUBLISH)
         return self._sha
+
+    async def newest_published(self, count: int = 512) -> dict[str, int]:
+        """camera_id → the newest frame_id among the last ``count`` results of the shard, whoever published
+        them: a new owner learns what its predecessors already published (for the overtaken rule)."""
+        newest: dict[str, int] = {}
+        for _entry_id, fields in await self.client.xrevrange(self.keys.results, count=count):
+            try:
+                result = FrameResult.from_bytes(fields.get(STREAM_FIELD.encode(), b""))
+            except (WireDecodeError, ValidationError):
+                continue  # not ours to judge here; subscribers skip it too
+            newest[result.camera_id] = max(newest.get(result.camera_id, -1), result.frame_id)
+        return newest
 
     async def redis_time_ms(self) -> float:
         """Redis' clock in milliseconds (TIME), read just before publishing."""
