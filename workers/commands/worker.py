@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import threading
 from pathlib import Path
 
 import structlog
@@ -44,11 +45,22 @@ def register(app: typer.Typer) -> None:
         url = redis_url or settings.redis_url
         if not url:
             raise typer.BadParameter("a Redis URL is needed (--redis-url or POSESTREAM_REDIS_URL)")
-        stats = asyncio.run(_consume(url, settings, checkpoint, device, name))
+        # A stop asked for while the model loads is a stop, not a crash: the consumer starts stopped.
+        stop_early = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop_early.set())
+        stats = asyncio.run(_consume(url, settings, checkpoint, device, name, stop_early))
         typer.echo(json.dumps(stats, sort_keys=True, default=str))
 
 
-async def _consume(url: str, settings, checkpoint: Path | None, device: str | None, name: str | None) -> dict:
+async def _consume(
+    url: str,
+    settings,
+    checkpoint: Path | None,
+    device: str | None,
+    name: str | None,
+    stop_early: threading.Event,
+) -> dict:
     from workers.pipeline import LocalPipeline
     from workers.streams import StreamConsumer, connect
 
@@ -58,6 +70,8 @@ async def _consume(url: str, settings, checkpoint: Path | None, device: str | No
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, consumer.stop)  # graceful: drain, publish, release
+    if stop_early.is_set():
+        consumer.stop()
     log.info(
         "worker_started", consumer=consumer.name, model_version=pipeline.model_version, shards=settings.shards
     )
