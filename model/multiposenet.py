@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torchvision.ops import boxes as box_ops
 
 from model.activity import ActivityClassifier
 from model.backbone import DetectionFPN, KeypointFPN, ResNetBackbone
@@ -31,6 +32,7 @@ from model.keypoint_head import KeypointSubnet
 from model.predictions import NUM_KEYPOINTS, Detections, PersonPrediction
 from model.preprocess import Letterbox, unletterbox_boxes, unletterbox_points
 from model.prn import PoseResidualNetwork
+from model.test_time import flip_boxes, resample_to_reference, unflip_heatmaps
 
 # Checkpoint part → the MultiPoseNet attributes it holds.
 PARTS: dict[str, tuple[str, ...]] = {
@@ -72,14 +74,74 @@ class PoseDetector(nn.Module):
             letterboxes = [Letterbox.identity(*canvas_hw)] * images.shape[0]
         if len(letterboxes) != images.shape[0]:
             raise ValueError(f"{len(letterboxes)} letterboxes for a batch of {images.shape[0]} images")
+        heatmaps, persons = self._run_view(images)
+        boxes = [
+            (unletterbox_boxes(image_boxes.float().cpu().numpy(), box), scores.float().cpu().numpy())
+            for box, (image_boxes, scores) in zip(letterboxes, persons, strict=True)
+        ]
+        return self._decode(heatmaps, letterboxes, boxes)
+
+    @torch.no_grad()
+    def detect_views(
+        self,
+        views: Sequence[tuple[torch.Tensor, Sequence[Letterbox]]],
+        references: Sequence[Letterbox],
+        flip: bool = False,
+    ) -> list[Detections]:
+        """Test-time augmentation (``model.test_time``): the same B frames letterboxed on several canvases.
+
+        views: per scale, a batch (B, 3, h_s, w_s) and its letterboxes; references: each frame's letterbox
+        on the reference canvas, whose stride-4 grid the averaged heatmaps live on. ``flip`` adds each
+        view's left-right mirror. Boxes of all views are pooled in original pixels and merged by NMS."""
+        if not views:
+            raise ValueError("detect_views needs at least one view")
+        batch_size = len(references)
+        pooled_boxes: list[list[np.ndarray]] = [[] for _ in range(batch_size)]
+        pooled_scores: list[list[np.ndarray]] = [[] for _ in range(batch_size)]
+        heatmap_sum: torch.Tensor | None = None
+        count = 0
+        for images, letterboxes in views:
+            _check_batch(images)
+            if images.shape[0] != batch_size or len(letterboxes) != batch_size:
+                raise ValueError(f"every view must hold the same {batch_size} frames")
+            for mirrored in (False, True) if flip else (False,):
+                heatmaps, persons = self._run_view(images.flip(-1) if mirrored else images)
+                if mirrored:
+                    heatmaps = unflip_heatmaps(heatmaps)
+                    persons = [(flip_boxes(b, images.shape[-1]), s) for b, s in persons]
+                resampled = resample_to_reference(heatmaps.float(), letterboxes, references)
+                heatmap_sum = resampled if heatmap_sum is None else heatmap_sum + resampled
+                count += 1
+                for index, (box, (image_boxes, scores)) in enumerate(zip(letterboxes, persons, strict=True)):
+                    pooled_boxes[index].append(unletterbox_boxes(image_boxes.float().cpu().numpy(), box))
+                    pooled_scores[index].append(scores.float().cpu().numpy())
+        merged = []
+        for boxes_list, scores_list in zip(pooled_boxes, pooled_scores, strict=True):
+            boxes = torch.from_numpy(np.concatenate(boxes_list).reshape(-1, 4))
+            scores = torch.from_numpy(np.concatenate(scores_list))
+            keep = box_ops.nms(boxes, scores, self.config.nms_iou_threshold)[: self.config.max_persons]
+            merged.append((boxes[keep].numpy(), scores[keep].numpy()))
+        return self._decode(heatmap_sum / count, references, merged)
+
+    def _run_view(self, images: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """One canvas batch → heatmaps (B, 18, H/4, W/4) and per image (boxes (N, 4) canvas px, scores)."""
+        canvas_hw = (int(images.shape[-2]), int(images.shape[-1]))
         features = self.backbone(images)
-        heatmaps, _ = self.keypoint_head(self.keypoint_fpn(features))  # (B, 18, H/4, W/4)
+        heatmaps, _ = self.keypoint_head(self.keypoint_fpn(features))
         pyramid = self.detection_fpn(features)
         anchors = self.detection_head.anchors(images, pyramid)
         persons = self.detection_head.postprocess(
             self.detection_head(images, pyramid), anchors, pyramid, canvas_hw
         )
+        return heatmaps, persons
 
+    def _decode(
+        self,
+        heatmaps: torch.Tensor,
+        letterboxes: Sequence[Letterbox],
+        boxes: Sequence[tuple[np.ndarray, np.ndarray]],
+    ) -> list[Detections]:
+        """Peaks of heatmaps (B, 18, h, w) on the letterboxes' canvas + boxes already in original pixels."""
         config = self.config
         peaks = find_peaks(
             heatmaps[:, :NUM_KEYPOINTS], config.peak_top_k, config.peak_threshold, config.peak_nms_kernel
@@ -87,17 +149,16 @@ class PoseDetector(nn.Module):
         peaks[..., :2] = heatmap_to_canvas(peaks[..., :2], HEATMAP_STRIDE)  # (B, 17, K, 3) canvas px
         peaks_np = peaks.float().cpu().numpy()
         results = []
-        for index, (box, (boxes, scores)) in enumerate(zip(letterboxes, persons, strict=True)):
+        for index, (box, (image_boxes, scores)) in enumerate(zip(letterboxes, boxes, strict=True)):
             image_peaks = peaks_np[index]
             found = image_peaks[..., 2:] > 0
             xy = np.where(found, unletterbox_points(image_peaks[..., :2], box), 0.0)
-            image_boxes = unletterbox_boxes(boxes.float().cpu().numpy(), box)
             # a box wholly in the letterbox padding clips to nothing in the original image
             inside = ((image_boxes[:, 2:] - image_boxes[:, :2]) >= 1).all(axis=1)
             results.append(
                 Detections(
                     boxes=image_boxes[inside],
-                    scores=scores.float().cpu().numpy().astype(np.float32)[inside],
+                    scores=scores.astype(np.float32)[inside],
                     peaks=np.concatenate([xy, image_peaks[..., 2:]], axis=-1).astype(np.float32),
                     width=box.width,
                     height=box.height,

@@ -14,13 +14,18 @@ from model.config import ModelConfig, resolve_device
 from model.multiposenet import PARTS, MultiPoseNet
 from model.predictions import PersonPrediction
 from model.stages import ActivityStage, BackboneStage, ResidualStage
+from model.test_time import TestTimeAugmentation
 
 UNTRAINED_SEED = 0  # an untrained model is still the same network on every run
 
 
 class PosePipeline:
     def __init__(
-        self, model: MultiPoseNet, model_version: str, device: torch.device | str | None = None
+        self,
+        model: MultiPoseNet,
+        model_version: str,
+        device: torch.device | str | None = None,
+        test_time: TestTimeAugmentation | None = None,
     ) -> None:
         self.model = model
         self.model_version = model_version
@@ -28,13 +33,18 @@ class PosePipeline:
         self.trained_parts: frozenset[str] = frozenset(model.trained_parts)
         self.trained: bool = self.trained_parts == frozenset(PARTS)
         self.device = resolve_device(device)
-        self.backbone = BackboneStage(model, self.device)
+        self.test_time = test_time or TestTimeAugmentation()
+        self.backbone = BackboneStage(model, self.device, self.test_time)
         self.residual = ResidualStage(model, self.device)
         self.activity = ActivityStage(model, self.device)
 
     @classmethod
     def load(
-        cls, checkpoint: str | Path | None = None, device: str | None = None, preset: str = "demo"
+        cls,
+        checkpoint: str | Path | None = None,
+        device: str | None = None,
+        preset: str = "demo",
+        test_time: TestTimeAugmentation | None = None,
     ) -> PosePipeline:
         """``checkpoint=None`` → ``DEFAULT_CHECKPOINT`` if it exists, else an untrained ``preset`` model
         (``trained`` False, logged loudly). An explicit path that cannot be loaded raises CheckpointError."""
@@ -60,7 +70,7 @@ class PosePipeline:
                     "checkpoint has untrained parts", checkpoint=str(checkpoint), untrained_parts=untrained
                 )
         model.eval()
-        return cls(model, version, device)
+        return cls(model, version, device, test_time)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[list[PersonPrediction]]:
         """Frames (HxWx3 uint8 BGR) → per frame, its persons: the three stages a server runs, in a row."""

@@ -65,6 +65,10 @@ FLIP_PAIRS: tuple[tuple[int, int], ...] = (
     (13, 14),
     (15, 16),
 )
+# joint j of a mirrored person is joint FLIP_INDEX[j] of the unmirrored one
+FLIP_INDEX: tuple[int, ...] = tuple(
+    next((b if a == j else a for a, b in FLIP_PAIRS if j in (a, b)), j) for j in range(NUM_KEYPOINTS)
+)
 
 DEFAULT_ACTIVITIES: tuple[str, ...] = ("walking", "running", "sitting", "standing")
 

@@ -15,24 +15,43 @@ import torch
 from model.config import resolve_device
 from model.multiposenet import MultiPoseNet
 from model.predictions import Detections, PersonPrediction, PosedPerson
-from model.preprocess import preprocess
+from model.preprocess import compute_letterbox, preprocess
+from model.test_time import TestTimeAugmentation
 
 
 class BackboneStage:
-    """ResNet + both FPNs + RetinaNet head + keypoint subnet + NMS + peak extraction."""
+    """ResNet + both FPNs + RetinaNet head + keypoint subnet + NMS + peak extraction.
 
-    def __init__(self, model: MultiPoseNet, device: torch.device | str | None = None) -> None:
+    ``test_time`` (default: one view) runs each frame at several scales and/or mirrored and merges the
+    views (``model.test_time``)."""
+
+    def __init__(
+        self,
+        model: MultiPoseNet,
+        device: torch.device | str | None = None,
+        test_time: TestTimeAugmentation | None = None,
+    ) -> None:
         self.device = resolve_device(device)
         self.config = model.config
+        self.test_time = test_time or TestTimeAugmentation()
         self.module = model.detector().to(self.device).eval()
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """images: HxWx3 uint8 BGR frames of any sizes (letterboxed here) → one Detections per frame."""
         if len(images) == 0:
             return []
-        batch, letterboxes = preprocess(images, self.config.input_size, self.config.pixel_mean_bgr)
+        mean = self.config.pixel_mean_bgr
+        if self.test_time.single_view:
+            batch, letterboxes = preprocess(images, self.config.input_size, mean)
+            with torch.inference_mode():
+                return self.module.detect(batch.to(self.device), letterboxes)
+        views = []
+        for canvas in self.test_time.canvases(self.config.input_size):
+            batch, letterboxes = preprocess(images, canvas, mean)
+            views.append((batch.to(self.device), letterboxes))
+        references = [compute_letterbox(*image.shape[:2], self.config.input_size) for image in images]
         with torch.inference_mode():
-            return self.module.detect(batch.to(self.device), letterboxes)
+            return self.module.detect_views(views, references, flip=self.test_time.flip)
 
 
 class ResidualStage:

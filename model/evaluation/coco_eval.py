@@ -171,7 +171,7 @@ def evaluation_pipeline(
         view = MultiPoseNet(eval_config)
     view.load_state_dict(model.state_dict(), assign=True)
     view.trained_parts = set(model.trained_parts)
-    return PosePipeline(view.eval(), pipeline.model_version, pipeline.device)
+    return PosePipeline(view.eval(), pipeline.model_version, pipeline.device, pipeline.test_time)
 
 
 def evaluate_pipeline(

@@ -21,13 +21,8 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from model.data.skeleton import FLIP_PAIRS
+from model.predictions import FLIP_INDEX
 from model.train.coco import ImageRecord, Person
-
-# joint j of a flipped person is joint FLIP_INDEX[j] of the unflipped one
-FLIP_INDEX: tuple[int, ...] = tuple(
-    next((b if a == j else a for a, b in FLIP_PAIRS if j in (a, b)), j) for j in range(17)
-)
 
 
 class AugmentConfig(BaseModel):

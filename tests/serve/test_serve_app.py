@@ -27,11 +27,11 @@ def results_of(app, camera_id: str) -> list[dict]:
     return [r for r in app.messages("results") if r["camera_id"] == camera_id]
 
 
-def infer(checkpoint, image_png: bytes):
+def infer(checkpoint, image_png: bytes, test_time=None):
     """What ``posestream infer`` computes: the single-process pipeline on the decoded image."""
     from model.pipeline import PosePipeline
 
-    pipeline = PosePipeline.load(checkpoint, device="cpu")
+    pipeline = PosePipeline.load(checkpoint, device="cpu", test_time=test_time)
     image = cv2.imdecode(np.frombuffer(image_png, np.uint8), cv2.IMREAD_COLOR)
     return pipeline.model_version, pipeline.predict([image])[0]
 
@@ -57,6 +57,43 @@ def test_events_equal_the_single_process_pipeline(serve_app) -> None:
             np.testing.assert_allclose(np.asarray(event["keypoints"]), person.keypoints, atol=1e-3)
             assert event["activity"] == person.activity
             assert event["activity_scores"] == pytest.approx(person.activity_scores, abs=1e-4)
+
+
+def test_test_time_augmentation_in_serve_equals_infer_with_the_same_setting(serve_app) -> None:
+    """The backbone's ``test_time`` from the deploy config: the events equal ``posestream infer --scales
+    1.0,1.25 --flip`` on the same frames, and differ from the single-view ones."""
+    import copy
+
+    from model.test_time import TestTimeAugmentation
+
+    setting = {"scales": [1.0, 1.25], "flip": True}
+    plain = serve_app.schema_raw
+    raw = copy.deepcopy(plain)
+    for deployment in raw["applications"][0]["deployments"]:
+        if deployment["name"] == "PoseBackbone":
+            deployment["user_config"]["test_time"] = setting
+    images = {frame_id: serve_app.png_image(seed=200 + frame_id) for frame_id in range(2)}
+    serve_app.deploy(raw)
+    try:
+        for frame_id, image in images.items():
+            serve_app.publish("tta", frame_id, image)
+        serve_app.wait_for(lambda: len(results_of(serve_app, "tta")) == 2, 120, "2 results")
+    finally:
+        serve_app.deploy(plain)
+    events = events_of(serve_app, "tta")
+    for frame_id, image in images.items():
+        _, expected = infer(serve_app.checkpoints["test-v1"], image, TestTimeAugmentation(**setting))
+        _, single = infer(serve_app.checkpoints["test-v1"], image)
+        got = sorted(events.get(frame_id, []), key=lambda e: e["person"])
+        assert len(got) == len(expected) > 0
+        for event, person in zip(got, expected, strict=True):
+            np.testing.assert_allclose(event["bbox"], person.bbox, atol=1e-3)
+            np.testing.assert_allclose(np.asarray(event["keypoints"]), person.keypoints, atol=1e-3)
+            assert event["activity"] == person.activity
+        assert any(
+            not np.allclose(p.keypoints, q.keypoints, atol=1e-2)
+            for p, q in zip(expected, single, strict=False)
+        )
 
 
 def test_backbone_runs_batches_larger_than_one(serve_app) -> None:

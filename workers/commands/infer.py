@@ -29,6 +29,12 @@ def register(app: typer.Typer) -> None:
             None, "--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)."
         ),
         preset: str = typer.Option("demo", "--preset", help="Network size when no checkpoint is found."),
+        scales: str | None = typer.Option(
+            None, "--scales", help="Test-time scales, e.g. 0.75,1.0,1.25 (each snapped to a multiple of 32)."
+        ),
+        flip: bool = typer.Option(
+            False, "--flip/--no-flip", help="Also run each scale mirrored and average the heatmaps."
+        ),
     ) -> None:
         """Detect persons, their poses and activities; write drawn images to OUT and print one
         PersonEvent JSON object per person (one per line) on stdout."""
@@ -45,10 +51,12 @@ def register(app: typer.Typer) -> None:
         from model.draw import draw_predictions
         from model.multiposenet import PARTS
         from model.pipeline import PosePipeline
+        from model.test_time import TestTimeAugmentation
         from schemas.wire import PersonEvent
 
         try:
-            pipeline = PosePipeline.load(checkpoint, device=device, preset=preset)
+            test_time = TestTimeAugmentation.parse(scales, flip)
+            pipeline = PosePipeline.load(checkpoint, device=device, preset=preset, test_time=test_time)
         except (CheckpointError, ValueError) as exc:
             raise _fail(str(exc)) from None
         if not pipeline.trained:

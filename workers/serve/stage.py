@@ -21,6 +21,8 @@ from typing import Any, Generic, TypeVar
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.test_time import TestTimeAugmentation
+
 log = structlog.get_logger()
 
 StageT = TypeVar("StageT")
@@ -48,26 +50,33 @@ class StageConfig(BaseModel):
     # A batch computing longer than this is stuck (a hung thread, a wedged device): the replica reports
     # itself unhealthy and Serve replaces it; callers' timeouts have sent its frames elsewhere meanwhile.
     hung_after_s: float = Field(120.0, gt=0)
+    # Multi-scale / flip test-time augmentation: the backbone's alone (other stages ignore it). Off by
+    # default; `posestream infer --scales … --flip` with the same values gives the same persons.
+    test_time: TestTimeAugmentation = TestTimeAugmentation()
 
     @property
-    def source(self) -> tuple[str | None, str, str | None]:
-        return (self.checkpoint, self.preset, self.device)
+    def source(self) -> tuple[str | None, str, str | None, TestTimeAugmentation]:
+        return (self.checkpoint, self.preset, self.device, self.test_time)
 
 
-def load_pipeline(checkpoint: str | None, preset: str, device: str | None) -> Any:
+def load_pipeline(
+    checkpoint: str | None, preset: str, device: str | None, test_time: TestTimeAugmentation | None = None
+) -> Any:
     """The single-process pipeline (the very one ``posestream infer`` uses) that a stage slices.
 
     An untrained model is seeded there, so every replica (and ``infer``) builds the same weights.
     """
     from model.pipeline import PosePipeline
 
-    return PosePipeline.load(Path(checkpoint) if checkpoint else None, device=device, preset=preset)
+    return PosePipeline.load(
+        Path(checkpoint) if checkpoint else None, device=device, preset=preset, test_time=test_time
+    )
 
 
 @dataclass
 class _Held(Generic[StageT]):
     stage: StageT
-    source: tuple[str | None, str, str | None]
+    source: tuple[str | None, str, str | None, TestTimeAugmentation]
     in_use: int = 0
     retired_at: float | None = None  # monotonic time it stopped being current
 
@@ -101,7 +110,7 @@ class VersionedStages(Generic[StageT]):
             for version, held in self._held.items():
                 if held.source == config.source and version == self._current:
                     return version
-        pipeline = load_pipeline(config.checkpoint, config.preset, config.device)
+        pipeline = load_pipeline(config.checkpoint, config.preset, config.device, config.test_time)
         version = str(pipeline.model_version)
         stage = self.make_stage(pipeline)
         with self._lock:
