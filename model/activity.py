@@ -38,18 +38,28 @@ def encode_poses(keypoints: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 
 
 class ActivityClassifier(nn.Module):
-    def __init__(self, config: ModelConfig, num_keypoints: int = NUM_KEYPOINTS) -> None:
+    """The seed's MLP. ``input_width`` and ``batchnorm`` exist for the activity study
+    (``model.evaluation.activity_study``); the served classifier keeps the defaults (51 inputs, BatchNorm),
+    so its layer indices, and with them the checkpoint's keys, are unchanged."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        num_keypoints: int = NUM_KEYPOINTS,
+        input_width: int | None = None,
+        batchnorm: bool = True,
+    ) -> None:
         super().__init__()
+        if input_width is not None and input_width < 1:
+            raise ValueError(f"input_width must be positive, got {input_width}")
         self.activities = tuple(config.activities)
         layers: list[nn.Module] = []
-        width = 3 * num_keypoints
+        width = input_width or 3 * num_keypoints
         for hidden in config.activity_hidden:
-            layers += [
-                nn.Linear(width, hidden),
-                nn.ReLU(inplace=True),
-                nn.BatchNorm1d(hidden),
-                nn.Dropout(config.activity_dropout),
-            ]
+            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(hidden))
+            layers.append(nn.Dropout(config.activity_dropout))
             width = hidden
         layers.append(nn.Linear(width, len(self.activities)))
         self.mlp = nn.Sequential(*layers)

@@ -84,16 +84,25 @@ def _angle_lerp(a: float, b: float, t: float) -> float:
 
 
 class _Scene:
-    """Deterministic simulation of ``people`` actors on one ground plane."""
+    """Deterministic simulation of ``people`` actors on one ground plane; ``crossing`` puts them all
+    near one ground line, walking or running back and forth inside the frame, so they pass in front of
+    one another again and again and never leave the view."""
 
-    def __init__(self, people: int, seed: int, width: int, height: int, fps: float) -> None:
+    def __init__(
+        self, people: int, seed: int, width: int, height: int, fps: float, crossing: bool = False
+    ) -> None:
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E0]))
         self.width, self.height, self.fps = width, height, fps
         self.horizon = float(self.rng.uniform(0.2, 0.45))
         self.size_gain = float(self.rng.uniform(0.8, 1.3))
         self.elevation = float(self.rng.uniform(0, 15))
         self.blend_frames = max(2, round(BLEND_SECONDS * fps))
+        self.crossing = crossing
+        # turn back this far inside the frame (a share of its width); negative: once out of view.
+        # Crossing actors stay in view: a tracker cannot know a person who left and came back.
+        self.turn_margin = 0.15 if crossing else -0.08
         self.actors: list[_Actor] = []
+        crossing_line = float(self.rng.uniform(self.horizon + 0.3, 0.85)) if crossing else 0.0
         for i in range(people):
             rng = np.random.default_rng(np.random.SeedSequence([seed, 0xAC7, i]))
             activity = ("walking", "running", "standing", "sitting", "walking")[i % 5] if i < 5 else "walking"
@@ -112,6 +121,9 @@ class _Scene:
                 spec_seed=int(rng.integers(2**31)),
             )
             actor.shape, actor.appearance = sample_body_shape(rng), sample_appearance(rng)
+            if crossing:
+                actor.activity = activity = ("walking", "running")[i % 2]
+                actor.ground_y = (crossing_line + float(rng.uniform(-0.04, 0.04))) * height
             if activity == "sitting":
                 actor.seat_pose = self._target_pose(actor, "sitting")
             self.actors.append(actor)
@@ -187,6 +199,8 @@ class _Scene:
             speed = (old_speed + (SPEED[actor.activity] - old_speed) * blend_t) / self.fps  # heights / frame
             stature_px = ppu * actor.shape.stature
             actor.x += math.sin(math.radians(yaw)) * speed * stature_px
+            if self.crossing:  # a wall: turning waits for a pose blend to end, walking on must not
+                actor.x = float(np.clip(actor.x, 0.08 * self.width, 0.92 * self.width))
             actor.ground_y += math.cos(math.radians(yaw)) * speed * stature_px * 0.25
             actor.ground_y = float(
                 np.clip(actor.ground_y, (self.horizon + 0.12) * self.height, 1.05 * self.height)
@@ -195,25 +209,28 @@ class _Scene:
             actor.phase = (actor.phase + 2 * math.pi * speed / cycle) % (2 * math.pi)
             actor.blend_step += 1
             actor.frames_left -= 1
-            leaving = (actor.x < -0.08 * self.width and math.sin(math.radians(yaw)) < 0) or (
-                actor.x > 1.08 * self.width and math.sin(math.radians(yaw)) > 0
+            margin = self.turn_margin * self.width
+            leaving = (actor.x < margin and math.sin(math.radians(yaw)) < 0) or (
+                actor.x > self.width - margin and math.sin(math.radians(yaw)) > 0
             )
             if actor.frames_left <= 0 or (leaving and actor.blend_step >= self.blend_frames):
                 if leaving and actor.activity in GAIT_CYCLE:
                     actor.activity = "walking"  # walking again, turned around
                 self._next_segment(actor, pose)
+                if self.crossing and leaving and actor.activity in GAIT_CYCLE:
+                    actor.yaw = _moving_yaw(1 if actor.x < self.width / 2 else -1, actor.rng)  # back inside
         return specs
 
 
 def _iter_rendered(
-    frames: int, people: int, seed: int, size: tuple[int, int], fps: float
+    frames: int, people: int, seed: int, size: tuple[int, int], fps: float, crossing: bool = False
 ) -> Iterator[tuple[np.ndarray, int, list[PersonTruth], dict[int, float]]]:
     if frames < 1:
         raise ValueError(f"frames must be positive, got {frames}")
     if not 1 <= people <= MAX_PEOPLE:
         raise ValueError(f"people must be in 1..{MAX_PEOPLE}, got {people}")
     width, height = size
-    scene = _Scene(people, seed, width, height, fps)
+    scene = _Scene(people, seed, width, height, fps, crossing)
     background = make_background(np.random.default_rng([seed, 0xB6]), width, height, scene.horizon)
     for index in range(frames):
         specs = scene.step()
@@ -242,14 +259,21 @@ def _truth_record(truth: PersonTruth, scale: float) -> dict:
 
 
 def iter_sequence_frames(
-    frames: int, people: int, seed: int, size: tuple[int, int] = (480, 480), fps: float = 25.0
+    frames: int,
+    people: int,
+    seed: int,
+    size: tuple[int, int] = (480, 480),
+    fps: float = 25.0,
+    crossing: bool = False,
 ) -> Iterator[tuple[np.ndarray, dict]]:
-    """Yield (BGR frame (H, W, 3) uint8, ground truth) without touching disk.
+    """Yield (BGR frame (H, W, 3) uint8, ground truth) without touching disk; ``crossing``: everyone
+    walks or runs back and forth along one ground line, inside the frame, so they cross in front of one
+    another (tracking evaluation).
 
     Ground truth: ``{"frame_index", "people": [{"track_id", "activity", "keypoints": 17 x [x, y, v],
     "bbox": [x, y, w, h], "area", "scale": pixels per body height}]}``.
     """
-    for frame, index, truths, scale in _iter_rendered(frames, people, seed, size, fps):
+    for frame, index, truths, scale in _iter_rendered(frames, people, seed, size, fps, crossing):
         yield frame, {"frame_index": index, "people": [_truth_record(t, scale[t.track_id]) for t in truths]}
 
 

@@ -12,6 +12,7 @@ given fold; the loop here uses the same optimiser, schedule and loss.)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +85,12 @@ def train_classifier(
     plateau_factor: float = 0.1,
     plateau_patience: int = 5,
     seed: int = 0,
+    classifier_factory: Callable[[], ActivityClassifier] | None = None,
 ) -> ActivityClassifier:
-    """A fresh classifier trained on (features (N, 51), labels (N,)): Adam + ReduceLROnPlateau + CE."""
-    torch.manual_seed(seed)
-    classifier = ActivityClassifier(config)
+    """A fresh classifier trained on (features (N, F), labels (N,)): Adam + ReduceLROnPlateau + CE.
+    ``classifier_factory`` builds another classifier (the study's variants); default: the seed's MLP."""
+    torch.manual_seed(seed)  # before building: the same seed gives the same initial weights
+    classifier = classifier_factory() if classifier_factory is not None else ActivityClassifier(config)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=plateau_factor, patience=plateau_patience
@@ -127,11 +130,30 @@ def cross_validate(
     config = config or ModelConfig.preset("demo", activities=tuple(activities))
     if tuple(config.activities) != tuple(activities):
         config = config.model_copy(update={"activities": tuple(activities)})
+    fold_indices = stratified_folds(labels.numpy(), folds, seed)
+    return cross_validate_on_folds(
+        features, labels, activities, fold_indices, config, seed, epochs, batch_size, **train_options
+    )
+
+
+def cross_validate_on_folds(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    activities: tuple[str, ...],
+    fold_indices: Sequence[np.ndarray],
+    config: ModelConfig,
+    seed: int = 0,
+    epochs: int = 60,
+    batch_size: int = 32,
+    **train_options: Any,
+) -> dict[str, Any]:
+    """``cross_validate`` on given folds (validation indices of each), so that several classifiers can be
+    scored on the very same folds; ``train_options`` go to ``train_classifier``."""
     labels_np = labels.numpy()
     classes = len(activities)
     confusion = np.zeros((classes, classes), np.int64)
     per_fold: list[dict[str, Any]] = []
-    for fold, val_index in enumerate(stratified_folds(labels_np, folds, seed)):
+    for fold, val_index in enumerate(fold_indices):
         train_mask = np.ones(len(labels_np), bool)
         train_mask[val_index] = False
         train_index = torch.from_numpy(np.flatnonzero(train_mask))

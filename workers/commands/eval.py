@@ -50,6 +50,7 @@ def _run(
     real_poses: bool,
     scenes: int,
     poses: Path | None,
+    test_time: Any = None,  # a model.test_time.TestTimeAugmentation for the pipeline; None: one view
 ) -> dict[str, Any]:
     import torch
 
@@ -70,7 +71,8 @@ def _run(
 
         if data is None:
             raise typer.BadParameter("eval pipeline needs --data")
-        pipeline = PosePipeline(model, str(meta["version"]), device)
+        pipeline = PosePipeline(model, str(meta["version"]), device, test_time)
+        results["meta"]["test_time"] = pipeline.test_time.describe()
         results["pipeline"] = evaluate_pipeline(pipeline, data, split, max_images, results_dir=out)
         results["diagnostics"] = pipeline_diagnostics(pipeline, data, split, max_images).as_dict()
     if "prn" in what:
@@ -92,6 +94,27 @@ def _run(
             features, labels, activities, model.config, out, folds=folds, seed=seed, epochs=epochs or 60
         )
     return results
+
+
+def _study(
+    name: str, out: Path, data: Path | None, poses: Path | None, folds: int, epochs: int | None, seed: int
+) -> None:
+    """``eval activity --study`` (model/evaluation/activity_study.py); it needs no checkpoint."""
+    import shlex
+    import sys
+
+    from model.evaluation.activity_study_report import activity_study_command
+
+    if name != "activity":
+        raise typer.BadParameter("--study belongs to `posestream eval activity`")
+    command = "posestream " + shlex.join(sys.argv[1:])
+    try:
+        files = activity_study_command(out, data, poses, folds, epochs or 60, seed, command=command)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(files.markdown_path.read_text())
+    typer.echo(f"wrote {files.json_path}, {files.markdown_path} and {files.confusion_png}")
 
 
 def _make_command(name: str, parts: tuple[str, ...], doc: str):  # noqa: ANN202 - a Typer command
@@ -116,9 +139,27 @@ def _make_command(name: str, parts: tuple[str, ...], doc: str):  # noqa: ANN202 
         poses: Path | None = typer.Option(
             None, "--poses", help="Activity: a poses JSON (`posestream data poses`)."
         ),
+        scales: str | None = typer.Option(
+            None, "--scales", help="Pipeline: test-time scales, e.g. 0.75,1.0,1.25 (default: 1.0 only)."
+        ),
+        flip: bool = typer.Option(
+            False, "--flip/--no-flip", help="Pipeline: also run each scale mirrored left-right and average."
+        ),
+        study: bool = typer.Option(
+            False,
+            "--study",
+            help="Activity: the classifier study (issue 22): 6 variants on the same folds → "
+            "activity_study.{json,md} + confusion PNG. Without --data/--poses it draws its own poses.",
+        ),
     ) -> None:
+        from model.test_time import TestTimeAugmentation
+
         out.mkdir(parents=True, exist_ok=True)
+        if study:
+            _study(name, out, data, poses, folds, epochs, seed)
+            return
         try:
+            test_time = TestTimeAugmentation.parse(scales, flip)
             results = _run(
                 parts,
                 data,
@@ -133,6 +174,7 @@ def _make_command(name: str, parts: tuple[str, ...], doc: str):  # noqa: ANN202 
                 real_poses,
                 scenes,
                 poses,
+                test_time,
             )
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
@@ -164,4 +206,7 @@ COMMANDS = {
 def register(app: typer.Typer) -> None:
     for name, (parts, doc) in COMMANDS.items():
         eval_app.command(name)(_make_command(name, parts, doc))
+    from workers.commands.eval_tracks import register_tracks
+
+    register_tracks(eval_app)
     app.add_typer(eval_app, name="eval")
