@@ -32,7 +32,7 @@ from model.keypoint_head import KeypointSubnet
 from model.predictions import NUM_KEYPOINTS, Detections, PersonPrediction
 from model.preprocess import Letterbox, unletterbox_boxes, unletterbox_points
 from model.prn import PoseResidualNetwork
-from model.test_time import flip_boxes, resample_to_reference, unflip_heatmaps
+from model.view_merge import flip_boxes, resample_to_reference, unflip_heatmaps
 
 # Checkpoint part → the MultiPoseNet attributes it holds.
 PARTS: dict[str, tuple[str, ...]] = {

@@ -12,7 +12,8 @@ from model.checkpoint import DEFAULT_CHECKPOINT
 from model.decode import find_peaks, heatmap_to_canvas, render_keypoint_targets
 from model.predictions import FLIP_INDEX, NUM_KEYPOINTS
 from model.preprocess import compute_letterbox, letterbox_points
-from model.test_time import TestTimeAugmentation, flip_boxes, resample_to_reference, unflip_heatmaps
+from model.test_time import TestTimeAugmentation
+from model.view_merge import flip_boxes, resample_to_reference, unflip_heatmaps
 
 SIGMA = 2.0  # heatmap pixels
 

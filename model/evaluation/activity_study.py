@@ -98,22 +98,17 @@ SEED = StudyVariant(
     dropout=0.3,
     samples=STILL,
 )
-SEED_SEQUENCE = StudyVariant(
+SEED_SEQUENCE = replace(
+    SEED,
     name="seed_sequence",
     description="the seed's MLP on the temporal variant's samples, the labelled frame alone",
-    features=KEYPOINTS,
-    hidden=SEED_HIDDEN,
-    batchnorm=True,
-    dropout=0.3,
     samples=SEQUENCE,
 )
-TEMPORAL = StudyVariant(
+TEMPORAL = replace(
+    SEED,
     name="temporal",
     description="the seed's MLP fed the track's last 5 poses (every 2nd frame, 0.32 s) + box motion",
     features=WINDOW,
-    hidden=SEED_HIDDEN,
-    batchnorm=True,
-    dropout=0.3,
     samples=SEQUENCE,
     window=5,
     window_step=2,
