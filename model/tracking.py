@@ -16,7 +16,8 @@ one given. Frame ids are a camera's frame indices and must not go backwards:
   ``TrackedPerson`` list it returned the first time (it must carry as many persons, else ValueError;
   a frame first applied by ``mark_missed`` answered no persons).
 * ``frame_id < last_frame_id``: ``FrameOrderError`` (a ValueError): the caller drops the frame as stale.
-* ``frame_id > last_frame_id + 1``: the frames in between were never seen; they count as missed frames.
+* ``frame_id > last_frame_id + 1``: the frames in between were never seen; they count as missed frames
+  (unless the caller says how many frames passed: ``steps``).
 
 ``mark_missed`` is a frame dropped unseen (e.g. stale): every track ages by one missed frame. Per-track
 activity smoothing: ``model.activity_smoothing`` (``TrackerConfig.smoothing``).
@@ -188,14 +189,26 @@ def _check_frame_id(state: TrackerState, frame_id: int) -> int:
     return frame_id
 
 
-def _steps_since(state: TrackerState, frame_id: int) -> int:
+def _steps_since(state: TrackerState, frame_id: int, steps: int | None) -> int:
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        return steps
     return 1 if state.last_frame_id is None else frame_id - state.last_frame_id
 
 
 def update(
-    state: TrackerState, frame_id: int, persons: Sequence[PersonPrediction], config: TrackerConfig
+    state: TrackerState,
+    frame_id: int,
+    persons: Sequence[PersonPrediction],
+    config: TrackerConfig,
+    *,
+    steps: int | None = None,
 ) -> tuple[TrackerState, list[TrackedPerson]]:
-    """Apply one frame's detections; returns the new state and one ``TrackedPerson`` per person."""
+    """Apply one frame's detections; returns the new state and one ``TrackedPerson`` per person.
+
+    ``steps``: frames since the last one applied, when frame ids are not frame indices (the stream worker's
+    ids are capture times in µs: it counts one step per frame it sees); default ``frame_id - last``."""
     frame_id = _check_frame_id(state, frame_id)
     if frame_id == state.last_frame_id:
         if len(persons) != len(state.last_output):
@@ -205,7 +218,7 @@ def update(
             )
         return state, list(state.last_output)
     smoother = config.smoother()
-    steps = _steps_since(state, frame_id)
+    steps = _steps_since(state, frame_id, steps)
     predicted = [_predict(track, steps, config) for track in state.tracks]
     predicted = [track for track in predicted if track.missed <= config.max_missed_frames]
     boxes = np.array([person_box(person, config) for person in persons], np.float64).reshape(-1, 4)
@@ -264,12 +277,14 @@ def update(
     return new_state, outputs
 
 
-def mark_missed(state: TrackerState, frame_id: int, config: TrackerConfig) -> TrackerState:
+def mark_missed(
+    state: TrackerState, frame_id: int, config: TrackerConfig, *, steps: int | None = None
+) -> TrackerState:
     """A frame dropped unseen (stale): every track ages by a missed frame. Idempotent per frame_id."""
     frame_id = _check_frame_id(state, frame_id)
     if frame_id == state.last_frame_id:
         return state
-    steps = _steps_since(state, frame_id)
+    steps = _steps_since(state, frame_id, steps)
     aged = [
         replace(track, missed=track.missed + 1)
         for track in (_predict(t, steps, config) for t in state.tracks)

@@ -5,6 +5,7 @@ from schemas.streams import StreamKeys, shard_for
 from schemas.wire import (
     STREAM_FIELD,
     WIRE_VERSION,
+    ActivityChange,
     DeadLetter,
     DeadReason,
     Frame,
@@ -17,6 +18,7 @@ from schemas.wire import (
 __all__ = [
     "STREAM_FIELD",
     "WIRE_VERSION",
+    "ActivityChange",
     "DeadLetter",
     "DeadReason",
     "Frame",

@@ -10,7 +10,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.wire import WIRE_MESSAGES, DeadLetter, Frame, FrameResult, PersonEvent, WireMessage
+from schemas.wire import (
+    WIRE_MESSAGES,
+    ActivityChange,
+    DeadLetter,
+    Frame,
+    FrameResult,
+    PersonEvent,
+    WireMessage,
+)
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
@@ -24,6 +32,8 @@ _KEYPOINTS = [[100.0 + 2 * j, 40.0 + 10 * j, round(0.9 - 0.01 * j, 2)] for j in 
 
 
 def examples() -> dict[str, WireMessage]:
+    """Golden name → example. The name is the message's kind, except for later v1 additions shown on a
+    message of an existing kind (``person_event_tracked``: the optional tracking keys set)."""
     frame = Frame(
         camera_id="lobby-cam:1",
         frame_id=1_764_000_000_000_000,
@@ -67,15 +77,27 @@ def examples() -> dict[str, WireMessage]:
         frame_id=frame.frame_id,
         payload=b"\x86\xa1v\x01",
     )
-    return {m.kind: m for m in (frame, event, result, dead)}
+    tracked = PersonEvent.model_validate(event.to_dict() | {"track_id": 7, "activity_smoothed": "walking"})
+    change = ActivityChange(
+        camera_id=frame.camera_id,
+        track_id=7,
+        frame_id=frame.frame_id,
+        ts=frame.ts,
+        activity="running",
+        previous="walking",
+        score=0.64,
+    )
+    named = {m.kind: m for m in (frame, event, result, dead, change)}
+    named["person_event_tracked"] = tracked
+    return named
 
 
 def write_golden(out_dir: Path = GOLDEN_DIR) -> list[Path]:
     """Write ``<kind>.msgpack`` for each example and ``<kind>.schema.json`` for each message type."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind, message in examples().items():
-        path = out_dir / f"{kind}.msgpack"
+    for name, message in examples().items():
+        path = out_dir / f"{name}.msgpack"
         path.write_bytes(message.to_bytes())
         written.append(path)
     written += write_json_schemas(out_dir)

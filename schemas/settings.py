@@ -7,6 +7,7 @@ limits are configuration, not code (DESIGN.md).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,16 @@ class Settings(BaseSettings):
     # Stale-frame policy, per camera. 0 disables the rule.
     stale_max_age_s: float = Field(0.0, ge=0)
     stale_backlog: int = Field(0, ge=0)  # over this backlog, frames behind a newer one are dropped
+
+    # Tracking: a track_id and a smoothed activity per person and camera (README, "Tracks"). A camera's
+    # tracker state lives in Redis beside its shard, written by the fenced script with the frame's events.
+    tracking: bool = True
+    track_smoothing: Literal["vote", "ema"] = "vote"
+    track_vote_window: int = Field(9, ge=1)  # vote: a new label needs a strict majority of this many frames
+    track_ema_alpha: float = Field(0.15, gt=0, le=1)
+    track_max_missed_frames: int = Field(15, ge=0)  # frames (seen or stale) a track survives unmatched
+    track_state_ttl_s: int = Field(3600, ge=1)  # a camera silent this long starts over with new track ids
+    changes_maxlen: int = Field(100_000, ge=1)  # ActivityChange retention (MAXLEN ~)
 
     # Model.
     checkpoint: Path | None = None

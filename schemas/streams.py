@@ -29,9 +29,11 @@ class StreamKeys:
     events: str
     results: str
     dead: str
+    changes: str  # ActivityChange messages: a track's smoothed activity changed
     owner: str  # lease: holds the owning consumer's fencing token
     epoch: str  # INCR'd to mint fencing tokens
     strikes: str  # hash: frame entry id → times it was run alone without finishing (the poison bound)
+    tracks: str  # prefix of the per-camera tracker state keys (``track_state``)
 
     @classmethod
     def for_shard(
@@ -47,10 +49,16 @@ class StreamKeys:
             events=f"{base}:events",
             results=f"{base}:results",
             dead=f"{base}:dead",
+            changes=f"{base}:changes",
             owner=f"{base}:owner",
             epoch=f"{base}:epoch",
             strikes=f"{base}:strikes",
+            tracks=f"{base}:track",
         )
+
+    def track_state(self, camera_id: str) -> str:
+        """The key of a camera's tracker state (the shard's hash tag, so the fenced script may write it)."""
+        return f"{self.tracks}:{camera_id}"
 
 
 def all_shard_keys(shards: int, prefix: str = DEFAULT_PREFIX, *, cluster: bool = False) -> list[StreamKeys]:

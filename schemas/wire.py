@@ -26,6 +26,7 @@ Keypoint = Annotated[list[float], Len(3, 3)]  # x, y, score in pixels of the ori
 Keypoints = Annotated[list[Keypoint], Len(NUM_KEYPOINTS, NUM_KEYPOINTS)]
 PixelSize = Annotated[int, Field(ge=0, le=1_000_000)]  # 0 when the frame was never decoded
 NonNegative = Annotated[float, Field(ge=0)]
+TrackId = Annotated[int, Field(ge=1)]
 
 
 class WireDecodeError(ValueError):
@@ -50,11 +51,18 @@ class WireMessage(BaseModel):
         frozen=True, strict=True, extra="ignore", json_schema_extra=lambda s: s["required"].insert(0, "v")
     )
     kind: ClassVar[str]
+    # Optional keys added to v1 after its first release: left out of the encoding while unset, so a message
+    # that does not use them encodes to the same bytes as before (the golden files of the first release).
+    added_in_v1: ClassVar[frozenset[str]] = frozenset()
 
     v: Literal[1] = WIRE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="python")
+        data = self.model_dump(mode="python")
+        for key in self.added_in_v1:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
     def to_bytes(self) -> bytes:
         # Field order is declaration order, so the encoding is stable (see the golden files).
@@ -101,6 +109,7 @@ class PersonEvent(WireMessage):
     """Worker → events stream: one person found in one frame."""
 
     kind: ClassVar[str] = "person_event"
+    added_in_v1: ClassVar[frozenset[str]] = frozenset({"track_id", "activity_smoothed"})
     event_id: str
     camera_id: CameraId
     frame_id: FrameId
@@ -115,6 +124,8 @@ class PersonEvent(WireMessage):
     width: PixelSize
     height: PixelSize
     latency_ms: NonNegative
+    track_id: TrackId | None = None  # the person's track on this camera (absent when tracking is off)
+    activity_smoothed: str | None = None  # the track's activity over recent frames
 
     @staticmethod
     def make_id(camera_id: str, frame_id: int, person: int) -> str:
@@ -149,4 +160,18 @@ class DeadLetter(WireMessage):
     payload: bytes  # the raw entry bytes, cut at the configured bound
 
 
-WIRE_MESSAGES: tuple[type[WireMessage], ...] = (Frame, PersonEvent, FrameResult, DeadLetter)
+class ActivityChange(WireMessage):
+    """Worker → changes stream: a track's smoothed activity changed (one message per change, same frame
+    as the PersonEvent that carries the new ``activity_smoothed``)."""
+
+    kind: ClassVar[str] = "activity_change"
+    camera_id: CameraId
+    track_id: TrackId
+    frame_id: FrameId
+    ts: float
+    activity: str  # the new smoothed label
+    previous: str  # the smoothed label before this frame
+    score: float  # the new label's smoothed score
+
+
+WIRE_MESSAGES: tuple[type[WireMessage], ...] = (Frame, PersonEvent, FrameResult, DeadLetter, ActivityChange)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from model.predictions import PersonPrediction
-from schemas.wire import DeadLetter, Frame, FrameResult, PersonEvent
+from model.track_state import TrackedPerson
+from schemas.wire import ActivityChange, DeadLetter, Frame, FrameResult, PersonEvent
 
 
 def person_events(
@@ -21,8 +22,11 @@ def person_events(
     width: int,
     height: int,
     latency_ms: float,
+    tracked: Sequence[TrackedPerson] | None = None,
 ) -> list[PersonEvent]:
-    """One PersonEvent per person, in the model's order."""
+    """One PersonEvent per person, in the model's order; ``tracked`` (same order) adds each one's track."""
+    if tracked is not None and len(tracked) != len(persons):
+        raise ValueError(f"{len(tracked)} tracked persons for {len(persons)} persons")
     return [
         PersonEvent(
             event_id=PersonEvent.make_id(frame.camera_id, frame.frame_id, index),
@@ -35,8 +39,27 @@ def person_events(
             width=width,
             height=height,
             latency_ms=max(0.0, float(latency_ms)),
+            track_id=tracked[index].track_id if tracked is not None else None,
+            activity_smoothed=tracked[index].activity_smoothed if tracked is not None else None,
         )
         for index, person in enumerate(persons)
+    ]
+
+
+def activity_changes(frame: Frame, tracked: Sequence[TrackedPerson]) -> list[ActivityChange]:
+    """One ActivityChange per track whose smoothed activity changed with this frame."""
+    return [
+        ActivityChange(
+            camera_id=frame.camera_id,
+            track_id=person.track_id,
+            frame_id=frame.frame_id,
+            ts=frame.ts,
+            activity=person.activity_smoothed,
+            previous=person.activity_changed_from,
+            score=float(person.activity_scores_smoothed.get(person.activity_smoothed, 0.0)),
+        )
+        for person in tracked
+        if person.activity_changed_from is not None
     ]
 
 

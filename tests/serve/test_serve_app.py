@@ -42,11 +42,18 @@ def test_events_equal_the_single_process_pipeline(serve_app) -> None:
         serve_app.publish("parity", frame_id, image)
     serve_app.wait_for(lambda: len(results_of(serve_app, "parity")) == 3, 120, "3 results")
 
+    from model.tracking import TrackerConfig, TrackerState, update
+
     events = events_of(serve_app, "parity")
     assert [r["status"] for r in results_of(serve_app, "parity")] == ["ok"] * 3
+    tracker = TrackerState()  # the tracker run as `posestream infer VIDEO` runs it, over the same frames
     for frame_id, image in images.items():
         version, expected = infer(serve_app.checkpoints["test-v1"], image)
+        tracker, tracked = update(tracker, frame_id, expected, TrackerConfig())
         got = sorted(events.get(frame_id, []), key=lambda e: e["person"])
+        assert [(e["track_id"], e["activity_smoothed"]) for e in got] == [
+            (t.track_id, t.activity_smoothed) for t in tracked
+        ]
         assert len(expected) > 0  # thresholds at 0: the comparison has persons to compare
         assert len(got) == len(expected)
         for event, person in zip(got, expected, strict=True):

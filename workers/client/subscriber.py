@@ -1,4 +1,4 @@
-"""EventSubscriber: read PersonEvents, FrameResults and DeadLetters from the output streams.
+"""EventSubscriber: read PersonEvents, FrameResults, DeadLetters and ActivityChanges from the output streams.
 
 Two modes:
 - position (XREAD): from ``$`` (what arrives from now on), ``0`` (everything retained) or an entry id.
@@ -32,17 +32,22 @@ from pydantic import ValidationError
 
 from schemas.settings import Settings
 from schemas.streams import shard_for
-from schemas.wire import STREAM_FIELD, DeadLetter, FrameResult, PersonEvent, WireDecodeError
+from schemas.wire import STREAM_FIELD, ActivityChange, DeadLetter, FrameResult, PersonEvent, WireDecodeError
 from workers.client.connection import connect, resolve_redis_url
 from workers.redis_errors import REDIS_UNREACHABLE
 
 log = structlog.get_logger()
 
-Kind = Literal["events", "results", "dead"]
-KINDS: tuple[Kind, ...] = ("events", "results", "dead")
+Kind = Literal["events", "results", "dead", "changes"]
+KINDS: tuple[Kind, ...] = ("events", "results", "dead", "changes")
 CLUSTER_BLOCK_MS = 50  # on a cluster a blocking read waits on one shard: keep the others' wait short
-Message = PersonEvent | FrameResult | DeadLetter
-_MESSAGE_TYPES: dict[str, type[Message]] = {"events": PersonEvent, "results": FrameResult, "dead": DeadLetter}
+Message = PersonEvent | FrameResult | DeadLetter | ActivityChange
+_MESSAGE_TYPES: dict[str, type[Message]] = {
+    "events": PersonEvent,
+    "results": FrameResult,
+    "dead": DeadLetter,
+    "changes": ActivityChange,
+}
 
 
 @dataclass(frozen=True)
@@ -288,6 +293,32 @@ class EventSubscriber:
     ) -> Iterator[Message]:
         for received in self.entries(follow=follow, idle_timeout_s=idle_timeout_s, stop=stop):
             yield received.message
+
+    def person_events(
+        self, follow: bool = True, idle_timeout_s: float | None = None, stop: threading.Event | None = None
+    ) -> Iterator[PersonEvent]:
+        """Only the PersonEvents (``kinds`` must include "events")."""
+        yield from self._only(PersonEvent, "events", follow, idle_timeout_s, stop)
+
+    def activity_changes(
+        self, follow: bool = True, idle_timeout_s: float | None = None, stop: threading.Event | None = None
+    ) -> Iterator[ActivityChange]:
+        """Only the ActivityChanges ("track 7 started running"; ``kinds`` must include "changes")."""
+        yield from self._only(ActivityChange, "changes", follow, idle_timeout_s, stop)
+
+    def _only(
+        self,
+        cls: type[Message],
+        kind: Kind,
+        follow: bool,
+        idle_timeout_s: float | None,
+        stop: threading.Event | None,
+    ) -> Iterator[Message]:
+        if kind not in self.kinds:
+            raise ValueError(f"this subscriber reads {self.kinds}: pass kinds=(..., {kind!r}) to read {kind}")
+        for message in self.messages(follow=follow, idle_timeout_s=idle_timeout_s, stop=stop):
+            if isinstance(message, cls):
+                yield message
 
     def __iter__(self) -> Iterator[Message]:
         return self.messages(follow=True)

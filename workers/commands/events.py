@@ -1,4 +1,4 @@
-"""``posestream events``: print PersonEvents (and, when asked, FrameResults and DeadLetters)."""
+"""``posestream events``: print PersonEvents (and, when asked, FrameResults, DeadLetters, ActivityChanges)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,14 @@ def _row(message: Any) -> tuple[str, ...]:
     if kind == "person_event":
         top = f"{message.activity} {message.activity_scores.get(message.activity, 0.0):.2f}"
         box = "[" + ",".join(f"{v:.0f}" for v in message.bbox) + "]"
-        detail = f"person {message.person}  {top}  score {message.score:.2f}  box {box}"
+        track = (
+            f"track {message.track_id} {message.activity_smoothed}  " if message.track_id is not None else ""
+        )
+        detail = f"person {message.person}  {track}{top}  score {message.score:.2f}  box {box}"
         latency = f"{message.latency_ms:.0f}"
+    elif kind == "activity_change":
+        detail = f"track {message.track_id}: {message.previous} → {message.activity} ({message.score:.2f})"
+        latency = ""
     elif kind == "frame_result":
         detail = f"{message.status}  {message.persons} person(s)  {message.width}x{message.height}"
         latency = f"{message.latency_ms:.0f}"
@@ -93,6 +99,10 @@ def register(app: typer.Typer) -> None:
         ),
         results: bool = typer.Option(False, "--results", help="Also FrameResults (one per frame)."),
         dead: bool = typer.Option(False, "--dead", help="Also DeadLetters."),
+        changes: bool = typer.Option(
+            False, "--changes", help="Also ActivityChanges (a track's smoothed activity changed)."
+        ),
+        only_changes: bool = typer.Option(False, "--only-changes", help="ActivityChanges only."),
         group: str | None = typer.Option(None, help="Read through this consumer group (XREADGROUP + XACK)."),
         redis_url: str | None = typer.Option(None, envvar="POSESTREAM_REDIS_URL", help="Redis URL."),
     ) -> None:
@@ -100,6 +110,9 @@ def register(app: typer.Typer) -> None:
         from workers.client import EventSubscriber
 
         kinds = ["events"] + (["results"] if results else []) + (["dead"] if dead else [])
+        kinds += ["changes"] if changes else []
+        if only_changes:
+            kinds = ["changes"]
         subscriber = EventSubscriber(
             redis_url,
             kinds=kinds,

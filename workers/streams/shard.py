@@ -29,10 +29,11 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import OutOfMemoryError, ResponseError
 
 from model.predictions import PersonPrediction
+from model.tracking import FrameOrderError
 from schemas.settings import Settings
 from schemas.streams import StreamKeys
 from schemas.wire import STREAM_FIELD, DeadReason
-from workers.events import dead_letter, frame_result, person_events
+from workers.events import activity_changes, dead_letter, frame_result, person_events
 from workers.pipeline import FramePipeline
 from workers.redis_errors import REDIS_UNREACHABLE
 from workers.streams.decode import FrameRejected, ParsedFrame, decode_image, entry_identity, parse_entry
@@ -41,6 +42,7 @@ from workers.streams.ordering import InFlightWindow, Slot
 from workers.streams.reader import Entry, ShardReader
 from workers.streams.stale import StaleCandidate, StalePolicy, StaleRule
 from workers.streams.stats import ConsumerStats
+from workers.streams.tracks import CameraTracks, TrackStep, tracker_config
 from workers.streams.writer import FencedWriter, Outputs, PublishStatus, RedisFull, Retention
 
 log = structlog.get_logger()
@@ -97,8 +99,15 @@ class ShardConsumer:
         self.stats = stats
         self.call_batch = call_batch or settings.read_batch
         self.reader = ShardReader(client, self.keys, settings.group, consumer_name)
-        retention = Retention(settings.events_maxlen, settings.results_maxlen, settings.dead_maxlen)
+        retention = Retention(
+            settings.events_maxlen,
+            settings.results_maxlen,
+            settings.dead_maxlen,
+            settings.changes_maxlen,
+            settings.track_state_ttl_s * 1000,
+        )
         self.writer = FencedWriter(client, self.keys, settings.group, retention)
+        self.tracks = CameraTracks(client, self.keys, tracker_config(settings)) if settings.tracking else None
         self.stale = StalePolicy(settings.stale_max_age_s, settings.stale_backlog)
         self.backoff = ExponentialBackoff(cap=2.0, base=0.05)
         self.window: InFlightWindow | None = None
@@ -152,6 +161,8 @@ class ShardConsumer:
                 self.window = None
 
     async def _work(self) -> None:
+        if self.tracks is not None:
+            self.tracks.forget()  # a predecessor, or a publish whose reply was lost, may have moved them
         await self.reader.ensure_group()
         await self.writer.load()
         # Frames a predecessor left pending may be older than ones it published: those are overtaken.
@@ -370,26 +381,66 @@ class ShardConsumer:
         while True:
             self._check_lease()
             now_ms = await self.writer.redis_time_ms()
-            encoded = [(slot, out) for slot in slots if (out := self._outputs(slot, now_ms)) is not None]
+            steps = await self._track(slots)
+            encoded = [
+                (slot, out)
+                for slot in slots
+                if (out := self._outputs(slot, now_ms, steps.get(slot))) is not None
+            ]
             try:
                 statuses = await self.writer.publish(self.lease.token, [out for _, out in encoded])
             except RedisFull as full:
                 refusals += 1
-                self._book(encoded[: len(full.done)], full.done)
+                self._book(encoded[: len(full.done)], full.done, steps)
                 slots = [slot for slot, _ in encoded[len(full.done) :]]
                 self.stats.note_redis_full(True)
                 delay = self.backoff.compute(refusals)
                 self.log.warning("redis_out_of_memory", waiting=len(slots), retry_in_s=delay, error=str(full))
                 await asyncio.sleep(delay)
                 continue
-            self._book(encoded, statuses)
+            self._book(encoded, statuses, steps)
             if refusals or self.stats.redis_full:
                 self.stats.note_redis_full(False)
                 self.log.info("redis_memory_freed", refusals=refusals)
             return
 
-    def _book(self, encoded: list[tuple[Slot, Outputs]], statuses: list[PublishStatus]) -> None:
+    async def _track(self, slots: list[Slot]) -> dict[Slot, TrackStep]:
+        """Move each camera's tracker through the frames about to be published, in their order. An ok frame
+        the tracker is already past becomes stale (overtaken); a stale frame is a missed frame."""
+        if self.tracks is None:
+            return {}
+        tracked = [s for s in slots if s.camera_id is not None and isinstance(s.outcome, Ok | Stale)]
+        await self.tracks.load(s.camera_id for s in tracked)
+        batch = self.tracks.batch()
+        steps: dict[Slot, TrackStep] = {}
+        for slot in tracked:
+            if isinstance(slot.outcome, Stale):
+                if (step := batch.missed(slot.camera_id, slot.frame_id)) is not None:
+                    steps[slot] = step
+                continue
+            try:
+                steps[slot] = batch.seen(slot.camera_id, slot.frame_id, slot.outcome.persons)
+            except FrameOrderError:
+                slot.outcome = Stale(StaleRule.OVERTAKEN)
+            except ValueError as exc:  # applied before with other persons (a model swap): publish untracked
+                self.log.warning(
+                    "frame_not_tracked", camera_id=slot.camera_id, frame_id=slot.frame_id, error=str(exc)
+                )
+        return steps
+
+    def _book(
+        self,
+        encoded: list[tuple[Slot, Outputs]],
+        statuses: list[PublishStatus],
+        steps: dict[Slot, TrackStep] | None = None,
+    ) -> None:
         for (slot, out), status in zip(encoded, statuses, strict=True):
+            step = (steps or {}).get(slot)
+            if self.tracks is not None and step is not None:
+                if status == PublishStatus.PUBLISHED:
+                    self.tracks.commit(step)
+                else:  # not written by this call: what Redis holds is read again
+                    self.tracks.forget(step.camera_id)
             if status == PublishStatus.FENCED:
                 self.stats.fenced += 1
                 self.lease.lose("fenced at publish")
@@ -401,7 +452,7 @@ class ShardConsumer:
                 self.log.warning("frame_already_done", entry_id=slot.entry_id, camera_id=slot.camera_id)
             self._count(slot, out)
 
-    def _outputs(self, slot: Slot, now_ms: float) -> Outputs | None:
+    def _outputs(self, slot: Slot, now_ms: float, step: TrackStep | None = None) -> Outputs | None:
         outcome, entry = slot.outcome, slot.extra["entry"]
         latency_ms = now_ms - entry.xadd_ms
         if isinstance(outcome, Dead):
@@ -425,7 +476,12 @@ class ShardConsumer:
                 height=parsed.height,
                 latency_ms=latency_ms,
             )
-            return Outputs(entry.entry_id, result=result.to_bytes())
+            return Outputs(
+                entry.entry_id,
+                result=result.to_bytes(),
+                camera_id=parsed.frame.camera_id,
+                state=step.state.to_bytes() if step is not None else None,
+            )
         if isinstance(outcome, Ok):
             width, height = slot.extra["size"]
             events = person_events(
@@ -435,7 +491,9 @@ class ShardConsumer:
                 width=width,
                 height=height,
                 latency_ms=latency_ms,
+                tracked=step.persons if step is not None else None,
             )
+            changes = activity_changes(parsed.frame, step.persons) if step is not None else []
             result = frame_result(
                 parsed.frame,
                 status="ok",
@@ -444,7 +502,14 @@ class ShardConsumer:
                 height=height,
                 latency_ms=latency_ms,
             )
-            return Outputs(entry.entry_id, events=[e.to_bytes() for e in events], result=result.to_bytes())
+            return Outputs(
+                entry.entry_id,
+                events=[e.to_bytes() for e in events],
+                result=result.to_bytes(),
+                changes=[c.to_bytes() for c in changes],
+                camera_id=parsed.frame.camera_id,
+                state=step.state.to_bytes() if step is not None else None,
+            )
         return None  # Gone
 
     def _count(self, slot: Slot, out: Outputs) -> None:
@@ -470,6 +535,7 @@ class ShardConsumer:
         else:
             self.stats.frames_ok += 1
             self.stats.events_published += len(out.events)
+            self.stats.activity_changes += len(out.changes)
             self.log.debug(
                 "frame_done", camera_id=slot.camera_id, frame_id=slot.frame_id, persons=len(out.events)
             )

@@ -14,6 +14,7 @@ class ConsumerStats:
     frames_stale: int = 0
     frames_dead: int = 0
     events_published: int = 0
+    activity_changes: int = 0  # ActivityChange messages published (a track's smoothed activity changed)
     redeliveries: int = 0  # entries taken with a delivery count above 1
     fenced: int = 0  # publishes refused because another consumer owns the shard now
     already_done: int = 0  # frames found already finished at publish (a retried script)
@@ -44,6 +45,7 @@ class ConsumerStats:
             "frames_stale": self.frames_stale,
             "frames_dead": self.frames_dead,
             "events_published": self.events_published,
+            "activity_changes": self.activity_changes,
             "redeliveries": self.redeliveries,
             "fenced": self.fenced,
             "already_done": self.already_done,

@@ -1,7 +1,8 @@
 """FencedWriter: every write for a frame is one Lua script guarded by the shard's fencing token.
 
 The script checks that the owner key still holds this consumer's token, then XADDs the frame's
-outputs (events + result, a stale result, or a dead letter) with ``MAXLEN ~`` bounds, XACKs and XDELs
+outputs (events + result, a stale result, or a dead letter; with tracking also the ActivityChanges and
+the camera's new tracker state, see ``workers.streams.tracks``) with ``MAXLEN ~`` bounds, XACKs and XDELs
 the frame, and forgets its strikes (see ``ShardConsumer._isolated``). A consumer stalled past its
 lease publishes nothing (DESIGN.md, "The fence").
 
@@ -31,8 +32,9 @@ from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 from schemas.streams import StreamKeys
 from schemas.wire import STREAM_FIELD, FrameResult, WireDecodeError
 
-# KEYS: owner, frames, events, results, dead, strikes
-# ARGV: token, group, entry id, events maxlen, results maxlen, dead maxlen, #events, events..., result, dead
+# KEYS: owner, frames, events, results, dead, strikes, changes, the camera's tracker state
+# ARGV: token, group, entry id, events maxlen, results maxlen, dead maxlen, changes maxlen, state ttl ms,
+#       state ('' = leave it), #events, events..., #changes, changes..., result, dead
 FENCED_PUBLISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
@@ -42,17 +44,27 @@ if #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then
   redis.call('HDEL', KEYS[6], ARGV[3])
   return 2
 end
-local n = tonumber(ARGV[7])
+local at = 10
+local n = tonumber(ARGV[at])
 for i = 1, n do
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'msg', ARGV[7 + i])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'msg', ARGV[at + i])
 end
-local result = ARGV[8 + n]
+at = at + n + 1
+local c = tonumber(ARGV[at])
+for i = 1, c do
+  redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[7], '*', 'msg', ARGV[at + i])
+end
+at = at + c + 1
+local result = ARGV[at]
 if result ~= '' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'msg', result)
 end
-local dead = ARGV[9 + n]
+local dead = ARGV[at + 1]
 if dead ~= '' then
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'msg', dead)
+end
+if ARGV[9] ~= '' then
+  redis.call('SET', KEYS[8], ARGV[9], 'PX', ARGV[8])
 end
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 redis.call('XDEL', KEYS[2], ARGV[3])
@@ -86,21 +98,27 @@ def is_out_of_memory(error: object) -> bool:
 
 @dataclass
 class Outputs:
-    """The encoded outputs of one frame: events + result, a stale result, or a dead letter."""
+    """The encoded outputs of one frame: events + result, a stale result, or a dead letter; with tracking,
+    the activity changes and the camera's new tracker state."""
 
     entry_id: str
     events: list[bytes] = field(default_factory=list)
     result: bytes | None = None
     dead: bytes | None = None
+    changes: list[bytes] = field(default_factory=list)
+    camera_id: str | None = None  # whose tracker state ``state`` is
+    state: bytes | None = None
 
 
 @dataclass(frozen=True)
 class Retention:
-    """MAXLEN ~ bounds of the output streams."""
+    """MAXLEN ~ bounds of the output streams; how long a camera's tracker state outlives its last frame."""
 
     events: int = 100_000
     results: int = 100_000
     dead: int = 10_000
+    changes: int = 100_000
+    state_ttl_ms: int = 3_600_000
 
 
 class FencedWriter:
@@ -134,6 +152,8 @@ class FencedWriter:
 
     def _args(self, token: str, out: Outputs) -> list[bytes | str | int]:
         r = self.retention
+        if out.state is not None and out.camera_id is None:
+            raise ValueError(f"tracker state without a camera for entry {out.entry_id}")
         return [
             token,
             self.group,
@@ -141,16 +161,22 @@ class FencedWriter:
             r.events,
             r.results,
             r.dead,
+            r.changes,
+            r.state_ttl_ms,
+            out.state or b"",
             len(out.events),
             *out.events,
+            len(out.changes),
+            *out.changes,
             out.result or b"",
             out.dead or b"",
         ]
 
-    @property
-    def _keys(self) -> list[str]:
+    def _keys(self, out: Outputs) -> list[str]:
         k = self.keys
-        return [k.owner, k.frames, k.events, k.results, k.dead, k.strikes]
+        # A frame without a camera (a dead letter) writes no state: any key of the shard's slot will do.
+        state_key = k.track_state(out.camera_id) if out.camera_id is not None else k.tracks
+        return [k.owner, k.frames, k.events, k.results, k.dead, k.strikes, k.changes, state_key]
 
     async def publish(self, token: str, outputs: list[Outputs]) -> list[PublishStatus]:
         """Publish several frames' outputs in order, in one round trip; one status per frame."""
@@ -186,23 +212,27 @@ class FencedWriter:
         if not isinstance(self.client, RedisCluster):
             async with self.client.pipeline(transaction=False) as pipe:
                 for out in outputs:
-                    pipe.evalsha(self._sha, len(self._keys), *self._keys, *self._args(token, out))
+                    keys = self._keys(out)
+                    pipe.evalsha(self._sha, len(keys), *keys, *self._args(token, out))
                 return await pipe.execute(raise_on_error=False)
         replies: list[Any] = []
         for out in outputs:
             try:
-                args = [*self._keys, *self._args(token, out)]
-                replies.append(await self.client.evalsha(self._sha, len(self._keys), *args))
+                keys = self._keys(out)
+                replies.append(
+                    await self.client.evalsha(self._sha, len(keys), *keys, *self._args(token, out))
+                )
             except ResponseError as exc:
                 replies.append(exc)
                 break
         return replies
 
     async def _publish_one(self, token: str, out: Outputs) -> PublishStatus:
-        args = [*self._keys, *self._args(token, out)]
+        keys = self._keys(out)
+        args = [*keys, *self._args(token, out)]
         try:
-            reply = await self.client.evalsha(self._sha, len(self._keys), *args)
+            reply = await self.client.evalsha(self._sha, len(keys), *args)
         except NoScriptError:
             await self.load()
-            reply = await self.client.evalsha(self._sha, len(self._keys), *args)
+            reply = await self.client.evalsha(self._sha, len(keys), *args)
         return PublishStatus(int(reply))
