@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit cluster faults soak install bench clean
+.PHONY: run test lint unit cluster faults soak install bench clean annotated-strip
 
 install: $(STAMP)
 
@@ -46,6 +46,14 @@ test: lint unit cluster
 bench: $(STAMP)
 	$(BIN)/python bench/model_size.py
 	$(BIN)/python -m bench.run_all
+
+# docs/annotated_strip.png (README, "Annotated video"): the committed checkpoint over a generated sequence,
+# tracked and drawn by `posestream infer VIDEO`, four of its frames side by side (≤ 300 KB).
+STRIP_DIR := build/annotated-strip
+annotated-strip: $(STAMP)
+	$(BIN)/posestream data sequence --out $(STRIP_DIR)/sequence --frames 40 --people 3 --seed 1 --fps 10
+	$(BIN)/posestream infer $(STRIP_DIR)/sequence/sequence.mp4 -o $(STRIP_DIR)/out --device cpu \
+		--strip docs/annotated_strip.png > $(STRIP_DIR)/events.jsonl
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -31,6 +31,7 @@ class ResNetBackbone(nn.Module):
         super().__init__()
         if depth not in _RESNETS:
             raise ValueError(f"backbone depth must be one of {sorted(_RESNETS)}, got {depth}")
+        self.depth = depth
         trunk = _RESNETS[depth](weights=None)
         self.body = IntermediateLayerGetter(
             trunk, return_layers={"layer1": "c2", "layer2": "c3", "layer3": "c4", "layer4": "c5"}

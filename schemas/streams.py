@@ -34,6 +34,7 @@ class StreamKeys:
     epoch: str  # INCR'd to mint fencing tokens
     strikes: str  # hash: frame entry id → times it was run alone without finishing (the poison bound)
     tracks: str  # prefix of the per-camera tracker state keys (``track_state``)
+    previews: str  # prefix of the per-camera preview keys (``preview``)
 
     @classmethod
     def for_shard(
@@ -54,11 +55,16 @@ class StreamKeys:
             epoch=f"{base}:epoch",
             strikes=f"{base}:strikes",
             tracks=f"{base}:track",
+            previews=f"{base}:preview",
         )
 
     def track_state(self, camera_id: str) -> str:
         """The key of a camera's tracker state (the shard's hash tag, so the fenced script may write it)."""
         return f"{self.tracks}:{camera_id}"
+
+    def preview(self, camera_id: str) -> str:
+        """The key of a camera's latest FramePreview (live views read it; TTL'd, one value per camera)."""
+        return f"{self.previews}:{camera_id}"
 
 
 def all_shard_keys(shards: int, prefix: str = DEFAULT_PREFIX, *, cluster: bool = False) -> list[StreamKeys]:

@@ -27,6 +27,9 @@ Keypoints = Annotated[list[Keypoint], Len(NUM_KEYPOINTS, NUM_KEYPOINTS)]
 PixelSize = Annotated[int, Field(ge=0, le=1_000_000)]  # 0 when the frame was never decoded
 NonNegative = Annotated[float, Field(ge=0)]
 TrackId = Annotated[int, Field(ge=1)]
+UnixSeconds = Annotated[float, Field(allow_inf_nan=False)]  # NaN or inf would poison ages and orderings
+# Far above any real message (meta, event ids, keypoints), far below what makes unpacking cost seconds
+MAX_CONTAINER_LEN = 4096
 
 
 class WireDecodeError(ValueError):
@@ -80,13 +83,25 @@ class WireMessage(BaseModel):
             raise ValidationError.from_exception_data(
                 cls.__name__, [{"type": "missing", "loc": ("v",), "input": obj}]
             )
+        # Literal[1] admits True and 1.0 (both == 1) even in strict mode; the wire's version is an integer.
+        if type(obj["v"]) is not int:
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [{"type": "literal_error", "loc": ("v",), "input": obj["v"], "ctx": {"expected": "1"}}],
+            )
         return cls.model_validate(obj)
 
 
 def unpack_map(data: bytes) -> dict[str, Any]:
     """Decode msgpack bytes into a map with string keys, or raise ``WireDecodeError``."""
     try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_map_len=MAX_CONTAINER_LEN,
+            max_array_len=MAX_CONTAINER_LEN,
+        )
     except Exception as exc:  # msgpack raises several unrelated types for garbage
         raise WireDecodeError(f"not msgpack: {exc}") from exc
     if not isinstance(obj, dict):
@@ -98,11 +113,15 @@ class Frame(WireMessage):
     """Producer → frames stream: one camera image."""
 
     kind: ClassVar[str] = "frame"
+    added_in_v1: ClassVar[frozenset[str]] = frozenset({"max_age_s"})
     camera_id: CameraId
     frame_id: FrameId
-    ts: float
+    ts: UnixSeconds
     image: Annotated[bytes, Field(min_length=1)]  # a JPEG or PNG file's bytes
     meta: Meta | None = None
+    # Older than this when the worker reads it (Redis clock, from its XADD) → a ``stale`` result, unrun:
+    # a live camera's frame is worthless once the picture has moved on.
+    max_age_s: Annotated[float, Field(gt=0)] | None = None
 
 
 class PersonEvent(WireMessage):
@@ -113,7 +132,7 @@ class PersonEvent(WireMessage):
     event_id: str
     camera_id: CameraId
     frame_id: FrameId
-    ts: float
+    ts: UnixSeconds
     person: Annotated[int, Field(ge=0)]
     bbox: BBox
     score: float
@@ -138,7 +157,7 @@ class FrameResult(WireMessage):
     kind: ClassVar[str] = "frame_result"
     camera_id: CameraId
     frame_id: FrameId
-    ts: float
+    ts: UnixSeconds
     status: Literal["ok", "stale"]
     persons: Annotated[int, Field(ge=0)]
     event_ids: list[str]
@@ -168,10 +187,30 @@ class ActivityChange(WireMessage):
     camera_id: CameraId
     track_id: TrackId
     frame_id: FrameId
-    ts: float
+    ts: UnixSeconds
     activity: str  # the new smoothed label
     previous: str  # the smoothed label before this frame
     score: float  # the new label's smoothed score
 
 
-WIRE_MESSAGES: tuple[type[WireMessage], ...] = (Frame, PersonEvent, FrameResult, DeadLetter, ActivityChange)
+class FramePreview(WireMessage):
+    """Worker → a camera's preview key (not a stream): a recent frame, downscaled, for live views. Best
+    effort and rate-capped; the persons are the PersonEvents of the same ``(camera_id, frame_id)``."""
+
+    kind: ClassVar[str] = "frame_preview"
+    camera_id: CameraId
+    frame_id: FrameId
+    ts: UnixSeconds
+    image: Annotated[bytes, Field(min_length=1)]  # JPEG, longest side at most the worker's preview size
+    width: PixelSize  # the original frame's size: multiply event pixels by image size / this to draw them
+    height: PixelSize
+
+
+WIRE_MESSAGES: tuple[type[WireMessage], ...] = (
+    Frame,
+    PersonEvent,
+    FrameResult,
+    DeadLetter,
+    ActivityChange,
+    FramePreview,
+)

@@ -77,7 +77,8 @@ def test_publish_video_file(env, tmp_path):
     assert all(abs(f.frame_id / 1e6 - f.ts) < 1e-3 for f in frames)  # capture time in µs
     image = cv2.imdecode(np.frombuffer(frames[0].image, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (48, 64, 3)
-    assert frames[0].meta == {"source": "door.mp4"}
+    # the video's frame number rides along in meta, next to the source's name (results echo it)
+    assert [f.meta for f in frames] == [{"source": "door.mp4", "frame_index": i} for i in range(9)]
 
 
 def test_publish_folders_as_two_cameras_with_loop(env, tmp_path):
@@ -101,6 +102,10 @@ def test_publish_folders_as_two_cameras_with_loop(env, tmp_path):
     assert len(by_camera["yard"]) == 5 and len(by_camera["gate"]) == 5
     expected_gate = [(tmp_path / "gate" / f"{i:03d}.png").read_bytes() for i in (0, 1, 0, 1, 0)]
     assert [f.image for f in by_camera["gate"]] == expected_gate  # PNGs sent as they are, sorted
+    # the image's number in its folder; a loop starts the numbering again with the folder
+    assert [f.meta["frame_index"] for f in by_camera["gate"]] == [0, 1, 0, 1, 0]
+    assert [f.meta["frame_index"] for f in by_camera["yard"]] == [0, 1, 2, 0, 1]
+    assert {f.meta["source"] for f in by_camera["yard"]} == {"yard"}
 
 
 def test_publish_rejects_mismatched_camera_ids_and_missing_sources(env, tmp_path):

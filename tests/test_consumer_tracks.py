@@ -8,56 +8,18 @@ import asyncio
 import random
 import time
 
-import cv2
-import numpy as np
 import pytest
 import redis
+from scripted_people import ACTIVITIES, ScriptedPeople, numbered_image, person
 from stream_helpers import consumer_settings, frame_payload, publish, read_messages, run_scenario, wait_until
 
-from model.predictions import PersonPrediction
 from model.tracking import TrackerState
 from schemas.streams import shard_for
 from schemas.wire import ActivityChange, PersonEvent
 from workers.client import EventSubscriber
 from workers.streams import StreamConsumer, connect
 
-ACTIVITIES = ("walking", "running", "sitting", "standing")
 CAMERA = "hall-cam"
-
-
-def numbered_image(index: int) -> bytes:
-    """A PNG whose first pixel spells the frame's index (lossless, so the pipeline can read it back)."""
-    pixels = np.zeros((64, 64, 3), np.uint8)
-    pixels[0, 0] = (index % 256, index // 256, 0)
-    return cv2.imencode(".png", pixels)[1].tobytes()
-
-
-def person(x: float, activity: str, y: float = 100.0) -> PersonPrediction:
-    """A standing-height figure whose box starts at x, with joints spread over the box."""
-    keypoints = np.zeros((17, 3), np.float32)
-    keypoints[:, 0] = x + 10 + np.arange(17) % 3 * 10
-    keypoints[:, 1] = y + np.arange(17) * 10
-    keypoints[:, 2] = 0.8
-    scores = {name: (0.7 if name == activity else 0.1) for name in ACTIVITIES}
-    return PersonPrediction((x, y, x + 40, y + 170), 0.9, keypoints, activity, scores)
-
-
-class ScriptedPeople:
-    """The FramePipeline interface answering each frame with the persons its script names (by index)."""
-
-    model_version = "scripted-1"
-
-    def __init__(self, script: dict[int, list[PersonPrediction]], gate: asyncio.Event | None = None):
-        self.script = script
-        self.gate = gate
-        self.seen: list[int] = []
-
-    async def __call__(self, images: list[np.ndarray]) -> list[list[PersonPrediction]]:
-        indices = [int(image[0, 0, 0]) + 256 * int(image[0, 0, 1]) for image in images]
-        self.seen += indices
-        if self.gate is not None and any(i >= 3 for i in indices):
-            await self.gate.wait()
-        return [self.script[i] for i in indices]
 
 
 def publish_frames(client: redis.Redis, settings, frame_ids: range | list[int]) -> None:

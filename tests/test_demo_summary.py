@@ -21,11 +21,18 @@ from workers.demo import (
 )
 
 
-def event(frame_id: int, person: int, box: tuple[float, float, float, float], activity: str) -> PersonEvent:
+def event(
+    frame_id: int,
+    person: int,
+    box: tuple[float, float, float, float],
+    activity: str,
+    track_id: int | None = None,
+) -> PersonEvent:
     return PersonEvent(
         event_id=PersonEvent.make_id("cam", frame_id, person), camera_id="cam", frame_id=frame_id, ts=0.0,
         person=person, bbox=list(box), score=0.9, keypoints=[[0.0, 0.0, 0.0]] * 17, activity=activity,
         activity_scores={activity: 0.9}, model="test", width=200, height=100, latency_ms=1.0,
+        track_id=track_id, activity_smoothed=activity if track_id is not None else None,
     )  # fmt: skip
 
 
@@ -106,6 +113,58 @@ def test_the_collector_summary_reports_activity_accuracy_of_ok_frames(redis_url:
     text = format_summary(summary)
     assert "activity vs truth  2 of 3 found persons right (accuracy 0.667;" in text
     assert "running 1/1, sitting 1/1, walking 0/1" in text
+    # these events carry no track_id: the summary says so instead of scoring identities
+    assert summary["tracks_available"] is False and "idf1" not in summary
+    assert "tracks             unavailable (the events carry no track_id: tracking is off)" in text
+
+
+TRACKED_WALKER = TruthPerson(box=WALKER.box, activity="walking", track_id=1)
+TRACKED_SITTER = TruthPerson(box=SITTER.box, activity="sitting", track_id=2)
+
+
+def test_the_summary_scores_identities_from_the_events_track_ids(redis_url: str, tmp_path) -> None:
+    import cv2
+    import numpy as np
+
+    collector = Collector(consumer_settings(redis_url), out_dir=tmp_path, echo=False, fps=5.0)
+    walker_tracks = [5, 5, 7, 7]  # the walker's track changes once: one identity switch
+    try:
+        for frame_id, walker_track in enumerate(walker_tracks):
+            events = [
+                event(frame_id, 0, WALKER.box, "walking", track_id=walker_track),
+                event(frame_id, 1, SITTER.box, "sitting", track_id=6),
+            ]
+            if frame_id == 3:  # a track on nobody: counts against IDF1, not as a switch
+                events.append(event(frame_id, 2, (150, 50, 190, 90), "standing", track_id=9))
+            collector.keep(
+                "cam", frame_id, np.zeros((100, 200, 3), np.uint8), [TRACKED_WALKER, TRACKED_SITTER]
+            )
+            collector.events[("cam", frame_id)] = events
+            finished = result(frame_id, events)
+            collector.results.append(finished)
+            collector._finish_frame(finished)
+    finally:
+        collector.subscriber.close()
+        collector.close_videos()
+    summary = summarise(collector, published=4, dropped=0, started=0.0)
+    assert summary["tracks_available"] is True and summary["tracks"] == 4  # 5, 6, 7, 9
+    assert summary["track_frames"] == 4 and summary["identity_switches"] == 1
+    assert summary["switches_per_100_frames"] == pytest.approx(25.0)
+    # best pairing: sitter↔6 (4 frames), walker↔5 or ↔7 (2): 6 right of 8 true person-frames, 9 reported
+    assert summary["right_identity_share"] == pytest.approx(0.75)
+    assert summary["idf1"] == pytest.approx(round(2 * 6 / (8 + 9), 3))
+    text = format_summary(summary)
+    assert "tracks             4 track ids; 1 identity switches over 4 frames (25.0 per 100 frames), " in text
+    assert "IDF1 0.706, right identity 0.75" in text
+    # each camera's annotated frames also as a WebM that plays them all, drawn with the track colours
+    assert summary["annotated_videos"] == [str(tmp_path / "cam.webm")]
+    capture = cv2.VideoCapture(str(tmp_path / "cam.webm"))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert frames == 4 and capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 200
+    assert sorted(p.name for p in (tmp_path / "cam").iterdir()) == [f"{i}.jpg" for i in range(4)]
+    assert "annotated videos   " + str(tmp_path / "cam.webm") in text
 
 
 def test_the_synthetic_frames_carry_each_persons_activity() -> None:
@@ -113,3 +172,4 @@ def test_the_synthetic_frames_carry_each_persons_activity() -> None:
     assert truth and all(isinstance(t, TruthPerson) for t in truth)
     assert {t.activity for t in truth} <= {"walking", "running", "sitting", "standing"}
     assert all(t.box[0] < t.box[2] and t.box[1] < t.box[3] for t in truth)
+    assert sorted(t.track_id for t in truth) == list(range(1, len(truth) + 1))  # the sequence's identities

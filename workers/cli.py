@@ -25,6 +25,9 @@ _COMMAND_MODULES = (
     "workers.commands.worker",
     "workers.commands.publish",
     "workers.commands.events",
+    "workers.commands.view",
+    "workers.commands.export",
+    "workers.commands.annotate",
     "workers.commands.demo",
     "workers.commands.eval",
 )

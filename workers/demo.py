@@ -3,7 +3,9 @@
 Embedded Redis + local Ray Serve (``workers.local_stack``); two cameras publish a synthetic multi-person
 sequence (or the videos given) through ``FramePublisher``; a subscriber reads events, results and dead
 letters through its own consumer group, prints them live and draws each finished frame into the output
-folder. The run ends once every published frame is accounted for (ok + stale + dead == published).
+folder (a JPEG per frame and, per camera, an annotated WebM video). The run ends once every published frame
+is accounted for (ok + stale + dead == published). Against the synthetic sequence's truth the summary scores
+detections, activities and, when the events carry ``track_id``, identities (switches per 100 frames, IDF1).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from typing import Any
 import numpy as np
 import structlog
 
+from model.evaluation.identity_metrics import FrameIdentities, IdentityScores, score_identities
 from schemas.settings import Settings
 from schemas.wire import DeadLetter, FrameResult, PersonEvent
+from workers.paths import safe_child
 
 log = structlog.get_logger()
 
@@ -47,6 +51,8 @@ class DemoOptions:
     timeout_s: float = 600.0  # for the frames to be accounted for once publishing has ended
     save_frames: bool = True
     verbose: bool = False
+    view: bool = True  # serve the live view (posestream view) while the demo runs
+    view_port: int = 8080  # 0, or taken: any free port
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -59,6 +65,7 @@ class TruthPerson:
 
     box: tuple[float, float, float, float]  # x1, y1, x2, y2
     activity: str
+    track_id: int | None = None  # the sequence's identity of the person
 
 
 def synthetic_frames(
@@ -71,7 +78,11 @@ def synthetic_frames(
         people = []
         for person in truth["people"]:
             x, y, w, h = person["bbox"]
-            people.append(TruthPerson(box=(x, y, x + w, y + h), activity=person["activity"]))
+            people.append(
+                TruthPerson(
+                    box=(x, y, x + w, y + h), activity=person["activity"], track_id=person["track_id"]
+                )
+            )
         yield frame, people
 
 
@@ -124,6 +135,47 @@ def activity_pairs(
     return [(truth[i].activity, events[j].activity) for i, j in pairs]
 
 
+def smoothed_activity_pairs(truth: list[TruthPerson], events: list[PersonEvent]) -> list[tuple[str, str]]:
+    """The same pairs with the track's smoothed activity (persons whose event carries one)."""
+    pairs = match_pairs([t.box for t in truth], [tuple(e.bbox) for e in events], 0.5)
+    return [(truth[i].activity, events[j].activity_smoothed) for i, j in pairs if events[j].activity_smoothed]
+
+
+def frame_identities(truth: list[TruthPerson], events: list[PersonEvent]) -> FrameIdentities:
+    """One frame's true identities, reported track ids and which went with which (box IoU >= 0.5)."""
+    pairs = match_pairs([t.box for t in truth], [tuple(e.bbox) for e in events])
+    return FrameIdentities(
+        gt_ids=tuple(t.track_id for t in truth if t.track_id is not None),
+        track_ids=tuple(e.track_id for e in events if e.track_id is not None),
+        pairs=tuple(
+            (truth[i].track_id, events[j].track_id)
+            for i, j in pairs
+            if truth[i].track_id is not None and events[j].track_id is not None
+        ),
+    )
+
+
+def track_figures(identities: dict[str, list[FrameIdentities]], track_ids: set[tuple[str, int]]) -> dict:
+    """Identity scores per camera (ids are per camera), summed; ``tracks_available`` False when no event
+    carried a track id (tracking off)."""
+    if not track_ids:
+        return {"tracks_available": False}
+    scores = sum((score_identities(frames) for frames in identities.values()), IdentityScores())
+    figures: dict[str, Any] = {
+        "tracks_available": True,
+        "tracks": len(track_ids),
+        "track_frames": scores.frames,
+    }
+    if scores.frames:
+        figures.update(
+            identity_switches=scores.switches,
+            switches_per_100_frames=round(scores.switches_per_100_frames, 2),
+            idf1=round(scores.idf1, 3),
+            right_identity_share=round(scores.right_identity_share, 3),
+        )
+    return figures
+
+
 def activity_figures(confusion: Counter[tuple[str, str]]) -> dict[str, Any]:
     """Activity against the ground truth over matched person-frames, from (true, predicted) counts: overall
     accuracy, per true class (persons, correct, accuracy = that class's recall) and the confusion counts."""
@@ -150,7 +202,9 @@ def activity_figures(confusion: Counter[tuple[str, str]]) -> dict[str, Any]:
 class Collector:
     """Reads the output streams through its own group; keeps what the summary and the drawings need."""
 
-    def __init__(self, settings: Settings, out_dir: Path | None, echo: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, out_dir: Path | None, echo: bool = True, fps: float = SYNTHETIC_FPS
+    ) -> None:
         from workers.client import EventSubscriber
 
         self.subscriber = EventSubscriber(
@@ -169,6 +223,11 @@ class Collector:
         self.truth_persons = 0
         self.truth_matched = 0
         self.activity_confusion: Counter[tuple[str, str]] = Counter()  # (true, predicted) of matched persons
+        self.smoothed_confusion: Counter[tuple[str, str]] = Counter()  # (true, the track's smoothed label)
+        self.identities: dict[str, list[FrameIdentities]] = {}  # per camera, ok frames with truth, in order
+        self.track_ids: set[tuple[str, int]] = set()  # (camera, track id) seen in events
+        self.fps = fps if fps > 0 else SYNTHETIC_FPS  # of the annotated videos
+        self.videos: dict[str, Any] = {}  # camera → model.video.AnnotatedVideo
         self._waiting: dict[tuple[str, int], FrameResult] = {}
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -181,6 +240,12 @@ class Collector:
         self._stop.set()
         self._thread.join(timeout=10)
         self.subscriber.close()
+        self.close_videos()
+
+    def close_videos(self) -> None:
+        """Finish each camera's annotated WebM (its frames so far stay playable)."""
+        for video in self.videos.values():
+            video.close()
 
     def keep(self, camera_id: str, frame_id: int, image: np.ndarray | bytes, truth) -> None:
         """Remember the frame (for drawing) and its ground truth (for the detection and activity figures)."""
@@ -225,16 +290,16 @@ class Collector:
     def _finish_frame(self, result: FrameResult) -> None:
         key = (result.camera_id, result.frame_id)
         events = sorted(self.events.get(key, []), key=lambda e: e.person)
-        people = (
-            ", ".join(f"{e.activity} {e.activity_scores.get(e.activity, 0.0):.2f}" for e in events)
-            or "nobody"
-        )
+        people = ", ".join(_spoken(e) for e in events) or "nobody"
         truth = self.truth.pop(key, None)
+        self.track_ids.update((e.camera_id, e.track_id) for e in events if e.track_id is not None)
         if truth is not None and result.status == "ok":
             pairs = activity_pairs(truth, events)
             self.truth_persons += len(truth)
             self.truth_matched += len(pairs)
             self.activity_confusion.update(pairs)
+            self.smoothed_confusion.update(smoothed_activity_pairs(truth, events))
+            self.identities.setdefault(result.camera_id, []).append(frame_identities(truth, events))
         self._say(
             f"{result.camera_id:>12}  frame {result.frame_id}  {result.status:5}  "
             f"{result.persons} person(s): {people}  ({result.latency_ms:.0f} ms)"
@@ -244,33 +309,41 @@ class Collector:
             return
         import cv2
 
-        from model.draw import draw_predictions
-        from model.predictions import PersonPrediction
+        from model.video import AnnotatedVideo
+        from workers.annotate import draw_events
 
-        persons = [
-            PersonPrediction(
-                bbox=tuple(e.bbox), score=e.score, keypoints=np.asarray(e.keypoints, np.float32),
-                activity=e.activity, activity_scores=dict(e.activity_scores),
-            )
-            for e in events
-        ]  # fmt: skip
-        camera_dir = self.out_dir / result.camera_id
+        drawn = draw_events(image, events)
+        camera_dir = safe_child(self.out_dir, result.camera_id)
         camera_dir.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(camera_dir / f"{result.frame_id}.jpg"), draw_predictions(image, persons))
+        cv2.imwrite(str(camera_dir / f"{result.frame_id}.jpg"), drawn)
         self.annotated += 1
+        video = self.videos.setdefault(
+            result.camera_id, AnnotatedVideo(safe_child(self.out_dir, result.camera_id, ".webm"), self.fps)
+        )
+        try:
+            video.write(drawn)  # frames finish in camera order: the video plays them in capture order
+        except (RuntimeError, ValueError) as exc:  # no video is no reason to stop collecting
+            log.warning("demo_video_frame_skipped", camera_id=result.camera_id, error=str(exc))
+
+
+def _spoken(event: PersonEvent) -> str:
+    raw = f"{event.activity} {event.activity_scores.get(event.activity, 0.0):.2f}"
+    if event.track_id is None:
+        return raw
+    return f"#{event.track_id} {event.activity_smoothed or event.activity} ({raw})"
 
 
 def _publish_camera(publisher, collector: Collector, camera_id: str, frames, fps: float) -> None:
     interval = 1.0 / fps if fps > 0 else 0.0
     next_due = time.monotonic()
-    for image, truth in frames:
+    for index, (image, truth) in enumerate(frames):
         if interval:
             time.sleep(max(0.0, next_due - time.monotonic()))
             next_due = max(next_due + interval, time.monotonic())
         ts = time.time()
         frame_id = publisher.next_frame_id(camera_id, ts)
         collector.keep(camera_id, frame_id, image, truth)
-        publisher.publish(image, camera_id, frame_id=frame_id, ts=ts)
+        publisher.publish(image, camera_id, frame_id=frame_id, ts=ts, meta={"frame_index": index})
 
 
 def summarise(collector: Collector, published: int, dropped: int, started: float) -> dict:
@@ -300,6 +373,7 @@ def summarise(collector: Collector, published: int, dropped: int, started: float
         "cameras": sorted({r.camera_id for r in results}),
         "model": ", ".join(sorted({e.model for e in events})) or "unknown (no events)",
         "annotated_frames": collector.annotated,
+        "annotated_videos": [str(v.path) for v in collector.videos.values() if v.frames],
         "ground_truth_persons": collector.truth_persons,
         "ground_truth_found": collector.truth_matched,  # matched by a detection with IoU >= 0.5
         "detection_recall": round(collector.truth_matched / collector.truth_persons, 3)
@@ -307,6 +381,14 @@ def summarise(collector: Collector, published: int, dropped: int, started: float
         else None,
         # Of those matched persons: predicted activity == the sequence's activity in that frame.
         **activity_figures(collector.activity_confusion),
+        # The same with each track's smoothed activity (what activity_smoothed and ActivityChange report).
+        **{
+            f"smoothed_{key}": value
+            for key, value in activity_figures(collector.smoothed_confusion).items()
+            if key in ("activity_matched", "activity_correct", "activity_accuracy")
+        },
+        # Identities against the sequence's, from the events' track_id (None: tracking off).
+        **track_figures(collector.identities, collector.track_ids),
         "out_dir": str(collector.out_dir) if collector.out_dir else None,
     }
 
@@ -335,6 +417,7 @@ def format_summary(summary: dict) -> str:
             f"ground truth       {summary['ground_truth_found']} of {summary['ground_truth_persons']} "
             f"persons found (IoU >= 0.5, recall {summary['detection_recall']})",
         )
+    lines.insert(-1, _tracks_line(summary))
     if summary.get("activity_matched"):
         per_class = ", ".join(
             f"{name} {row['correct']}/{row['persons']}" for name, row in summary["activity_by_class"].items()
@@ -344,7 +427,39 @@ def format_summary(summary: dict) -> str:
             f"activity vs truth  {summary['activity_correct']} of {summary['activity_matched']} found "
             f"persons right (accuracy {summary['activity_accuracy']}; {per_class})",
         )
+    if summary.get("smoothed_activity_matched"):
+        lines.insert(
+            -1,
+            f"smoothed activity  {summary['smoothed_activity_correct']} of "
+            f"{summary['smoothed_activity_matched']} right with each track's smoothed label "
+            f"(accuracy {summary['smoothed_activity_accuracy']})",
+        )
+    if summary.get("view_url"):
+        lines.append(f"live view          {summary['view_url']} (was up while the demo ran)")
+    if summary.get("annotated_videos"):
+        lines.append(f"annotated videos   {', '.join(summary['annotated_videos'])}")
     return "\n".join(lines)
+
+
+def _tracks_line(summary: dict) -> str:
+    if not summary.get("tracks_available"):
+        return "tracks             unavailable (the events carry no track_id: tracking is off)"
+    if "idf1" not in summary:
+        return f"tracks             {summary['tracks']} track ids (no ground truth to score them against)"
+    return (
+        f"tracks             {summary['tracks']} track ids; {summary['identity_switches']} identity switches "
+        f"over {summary['track_frames']} frames ({summary['switches_per_100_frames']} per 100 frames), "
+        f"IDF1 {summary['idf1']}, right identity {summary['right_identity_share']}"
+    )
+
+
+def _video_rate(options: DemoOptions, sources) -> float:
+    """The annotated videos' frame rate: the cameras' own (or the one given)."""
+    if options.fps:
+        return options.fps
+    if sources:
+        return next((src.fps for src in sources if src.fps), SYNTHETIC_FPS)
+    return SYNTHETIC_FPS
 
 
 def run_demo(options: DemoOptions) -> dict[str, Any]:
@@ -378,7 +493,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             )
     # A Redis of the user's may hold other streams: the demo's own prefix keeps its counts its own.
     prefix = f"posestream-demo-{time.strftime('%Y%m%d%H%M%S')}"
-    overrides = {"stream_prefix": prefix} if options.redis_url else {}
+    overrides: dict[str, Any] = {"stream_prefix": prefix} if options.redis_url else {}
+    if options.view:
+        overrides["preview_fps"] = 4.0  # livelier tiles than the 1/s default; still one small key a camera
     # Videos are paced by their FrameSource; the synthetic frames here.
     synthetic_fps = 0.0 if options.videos else (SYNTHETIC_FPS if options.fps is None else options.fps)
     with local_stack(
@@ -387,8 +504,13 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         log_to_driver=options.verbose,
     ) as stack:  # fmt: skip
         settings = Settings(**stack.settings)
-        collector = Collector(settings, out_dir)
+        collector = Collector(
+            settings, out_dir, fps=_video_rate(options, sources if options.videos else None)
+        )
         collector.start()
+        view = _start_view(settings, options.view_port) if options.view else None
+        if view is not None:
+            print(f"live view: {view.url}  (open it in a browser while the demo runs)", flush=True)
         publisher = FramePublisher(settings=settings, policy="wait", max_backlog=32, wait_timeout_s=600)
         started = time.monotonic()
         threads = [
@@ -407,9 +529,57 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             time.sleep(0.1)
         collector.stop()
         publisher.close()
+        if view is not None:
+            view.stop()
     summary = summarise(collector, published, dropped, started)
+    summary["view_url"] = view.url if view is not None else None
     if options.json_summary:
         options.json_summary.parent.mkdir(parents=True, exist_ok=True)
         options.json_summary.write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary), file=sys.stdout, flush=True)
     return summary
+
+
+class _ViewServer:
+    """The live view under uvicorn in a thread, for as long as the demo runs."""
+
+    def __init__(self, server, thread: threading.Thread, port: int):
+        self.server, self.thread, self.port = server, thread, port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _start_view(settings: Settings, port: int) -> _ViewServer | None:
+    """Start the view on ``port`` (a free one if it is taken); None, with a warning, if it cannot start."""
+    import socket
+
+    import uvicorn
+
+    from workers.client.connection import connect
+    from workers.view.web import LiveView, ViewOptions
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = connect(settings.redis_url, cluster=settings.redis_cluster)
+    live = LiveView(client, settings, ViewOptions(start="0"))
+    server = uvicorn.Server(uvicorn.Config(live.app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="demo-view", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        log.warning("view_not_started", port=port)
+        server.should_exit = True
+        return None
+    return _ViewServer(server, thread, port)

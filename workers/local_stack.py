@@ -2,7 +2,9 @@
 
 ``local_stack()`` is the one start-up and tear-down path of ``posestream serve``, ``posestream demo`` and
 the benchmarks: it starts what is not given, deploys ``deploy/serve_config.yaml`` exactly as ``serve
-deploy`` would (with the Redis URL and any settings overrides put into the app's ``args.settings``), and
+deploy`` would (with any settings overrides put into the app's ``args.settings``, and the Redis URL in a
+private file named there by ``redis_url_file``: the URL may hold a password, and Serve's args are shown by
+``serve status`` and the dashboard — docs/SECURITY.md), and
 tears everything down in reverse order, also on errors and Ctrl-C. Tear-down drains first: every consumer
 replica stops reading and publishes the frames in flight while the model stages still answer; then the
 apps are deleted and Serve, Ray (when started here) and the embedded Redis stop.
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+
+from workers.redacting import redact_url
 
 log = structlog.get_logger()
 
@@ -136,7 +140,11 @@ def local_stack(
             server = stack.enter_context(RedisServer(data_dir, max_bulk_bytes=bulk_limit))
             redis_url = server.url
         overrides = {**(settings or {}), "redis_url": redis_url}
-        schema = _with_overrides(schema, overrides, user_config or {})
+        # The replicas read the URL from a file only this user may read; redis_url None in the args
+        # outranks a POSESTREAM_REDIS_URL the replicas may inherit, so the file is what counts.
+        url_file = write_secret_file(stack, redis_url)
+        app_settings = {**(settings or {}), "redis_url": None, "redis_url_file": str(url_file)}
+        schema = _with_overrides(schema, app_settings, user_config or {})
 
         if not ray.is_initialized():
             init_args: dict[str, Any] = dict(
@@ -156,12 +164,21 @@ def local_stack(
         names = [app.name for app in schema.applications]
         ours = [app.name for app in schema.applications if app.import_path == OUR_APP]
         stack.callback(_stop_apps, names, ours)
-        log.info("serve_deploying", apps=names, redis_url=redis_url)
+        log.info("serve_deploying", apps=names, redis_url=redact_url(redis_url))
         deploy_config_file(schema, timeout_s=deploy_timeout_s)
         log.info("serve_running", apps=names)
         yield LocalStack(
             redis_url=redis_url, settings=overrides, app_names=names, metrics_endpoint=metrics_endpoint()
         )
+
+
+def write_secret_file(stack: contextlib.ExitStack, url: str) -> Path:
+    """``url`` in a new file readable by this user only (in a 0700 temporary dir, removed on exit)."""
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="posestream-secret-")))
+    path = folder / "redis_url"
+    path.touch(mode=0o600)
+    path.write_text(url)
+    return path
 
 
 def _stop_apps(names: list[str], ours: list[str]) -> None:

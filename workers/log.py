@@ -13,6 +13,8 @@ import sys
 
 import structlog
 
+from workers.redacting import redact_text
+
 _configured = False
 
 
@@ -24,6 +26,22 @@ class _CurrentStderr:
 
     def flush(self) -> None:
         sys.stderr.flush()
+
+
+def _redacted(value: object) -> object:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
+
+
+def redact_secrets(_logger: object, _method: str, event_dict: dict) -> dict:
+    """Mask passwords in any URL a log line carries (callers redact too; this catches what they miss,
+    e.g. a URL inside an exception's text)."""
+    return {key: _redacted(value) for key, value in event_dict.items()}
 
 
 def configure_logging(level: str | None = None, json: bool | None = None) -> None:
@@ -45,6 +63,7 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            redact_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -87,6 +87,7 @@ class RedisServer:
         max_bulk_bytes: int | None = None,
         extra_config: Sequence[str] = (),
         start_timeout_s: float = 15.0,
+        password: str | None = None,
     ):
         self.data_dir = Path(data_dir).resolve()
         self.executable = find_redis_executable(executable)
@@ -99,6 +100,8 @@ class RedisServer:
         self.max_bulk_bytes = max(max_bulk_bytes, 1 << 20) if max_bulk_bytes is not None else None
         self.extra_config = tuple(extra_config)  # further redis.conf lines, e.g. a cluster node's
         self.start_timeout_s = start_timeout_s
+        # The default user's password (requirepass); ACL users of their own go in extra_config.
+        self.password = password
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -137,6 +140,8 @@ class RedisServer:
         if self.max_bulk_bytes is not None:
             # Bounds every stored frame, so that a read of N entries can never bring more than N × this.
             lines.append(f"proto-max-bulk-len {self.max_bulk_bytes}")
+        if self.password is not None:
+            lines.append(f"requirepass {self.password}")
         lines += self.extra_config
         return "\n".join(lines) + "\n"
 
@@ -226,6 +231,7 @@ class RedisServer:
             port=self.port,
             socket_connect_timeout=0.5,
             socket_timeout=socket_timeout,
+            password=self.password,
             retry=Retry(NoBackoff(), 0),
         )
 
@@ -235,6 +241,7 @@ class RedisServer:
         return self.start()
 
     def client(self, **kwargs) -> redis.Redis:
+        kwargs.setdefault("password", self.password)
         return redis.Redis(host=self.host, port=self.port, **kwargs)
 
     def __enter__(self) -> Self:

@@ -401,7 +401,8 @@ def write_card(
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine()}",
         f"- total time: {total / 60:.1f} min (wall, summed over resumed runs; the CPU may have been shared)",
-        f"- file: {size / 1e6:.1f} MB, sha256 `{digest}`",
+        # model.checkpoint reads this digest back and checks the default checkpoint against it at load.
+        f"- file: {size / 1e6:.1f} MB, sha256 `{digest}` (checked at load: `model/checkpoint.py`)",
         "",
         "## Targets (held-out synthetic data)",
         "",

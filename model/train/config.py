@@ -112,6 +112,9 @@ class TrainConfig(BaseSettings):
     seed: int = 0
     device: str | None = None  # None/"auto": CUDA when present
     resume: bool = False
+    # A new network's trunk: "imagenet" (torchvision's weights, the seed's start), a state dict PATH, or
+    # "none" (random). None: the preset's ("imagenet" for default, "none" for the drawn-people demo).
+    backbone_weights: str | None = None
     max_steps_per_epoch: int | None = Field(None, ge=1)  # caps an epoch (smoke runs)
     max_images: int | None = Field(None, ge=1)  # the first N images of each split only (overfit checks)
     progress: bool = True
@@ -153,6 +156,9 @@ DEMO_OVERRIDES: dict[str, dict[str, object]] = {
     "activity": {"epochs": 40, "batch_size": 32},
     "augment": {"flip_prob": 0.5, "centre_jitter": 0.15},
 }
+
+
+PRESET_BACKBONE_WEIGHTS = {"default": "imagenet", "demo": "none"}
 
 
 def train_config(preset: str = "default", **values: object) -> TrainConfig:

@@ -22,7 +22,8 @@ import torch
 from model.checkpoint import atomic_save, load_checkpoint, update_checkpoint_part
 from model.config import ModelConfig, resolve_device
 from model.multiposenet import MultiPoseNet
-from model.train.config import TrainConfig
+from model.pretrained import initialise_backbone
+from model.train.config import PRESET_BACKBONE_WEIGHTS, TrainConfig
 
 log = structlog.get_logger()
 HEARTBEAT_STEPS = 50  # without a progress bar, a log line every this many steps
@@ -61,8 +62,14 @@ def load_or_build_model(config: TrainConfig) -> MultiPoseNet:
         side = config.input_size - config.input_size % 32 or 32
         overrides["input_size"] = (side, side)
     model = MultiPoseNet(ModelConfig.preset(config.preset, **overrides))
+    weights = config.backbone_weights or PRESET_BACKBONE_WEIGHTS[config.preset]
+    loaded = initialise_backbone(model.backbone, weights)
     log.info(
-        "no checkpoint yet: building a fresh network", checkpoint=str(config.checkpoint), preset=config.preset
+        "no checkpoint yet: building a fresh network",
+        checkpoint=str(config.checkpoint),
+        preset=config.preset,
+        backbone_weights=loaded.source if loaded else "random",
+        tensors_loaded=loaded.tensors if loaded else 0,
     )
     return model
 

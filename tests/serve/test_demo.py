@@ -68,6 +68,11 @@ def test_demo_end_to_end_summary_balances(tmp_path: Path) -> None:
     drawn = sorted(out_dir.glob("*/*.jpg"))
     assert len(drawn) == summary["annotated_frames"] == summary["results_ok"] + summary["results_stale"]
     assert "posestream demo summary" in done.stdout
+    # and each camera's annotated frames as a WebM video; the track figures (or why there are none)
+    videos = sorted(out_dir.glob("*.webm"))
+    assert [v.stem for v in videos] == sorted(summary["cameras"])
+    assert sorted(Path(p).name for p in summary["annotated_videos"]) == [v.name for v in videos]
+    assert "tracks             " in done.stdout
 
     from model.checkpoint import DEFAULT_CHECKPOINT
 

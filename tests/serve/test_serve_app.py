@@ -226,3 +226,5 @@ def test_metrics_endpoint_shows_the_counters_moving(serve_app) -> None:
     assert serve_app.metric_total(text, "ray_posestream_stage_latency_ms_count", stage="residual") > 0
     assert serve_app.metric_total(text, "ray_posestream_stage_compute_ms_count", stage="activity") > 0
     assert "ray_posestream_backlog" in text and "ray_posestream_pending" in text
+    # per camera, for the dashboard's frames/s per camera and the silent-camera alert
+    assert serve_app.metric_total(text, "ray_posestream_camera_frames_total", camera_id="metrics") >= 3

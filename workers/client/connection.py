@@ -27,12 +27,15 @@ def connect(
     backoff_cap_s: float = 2.0,
     *,
     cluster: bool = False,
+    settings: Settings | None = None,
 ) -> redis.Redis | RedisCluster:
     """A client whose commands retry on connection errors (a restarting Redis) with exponential backoff.
 
     ``retries=8`` with the default base (8 ms) and a 2 s cap rides out a restart of a few seconds;
     callers that loop forever (subscribers) also catch ``ConnectionError`` and re-issue themselves.
     ``cluster=True`` (``POSESTREAM_REDIS_CLUSTER``): a Redis Cluster client; ``url`` names any node.
+    ``rediss://`` is TLS: the CA and client certificate come from the URL's ``ssl_*`` query or from
+    ``settings`` (``POSESTREAM_REDIS_CA_FILE``, ``…_CERT_FILE``, ``…_KEY_FILE``).
     """
     retry = Retry(ExponentialBackoff(cap=backoff_cap_s), retries)
     options = dict(
@@ -40,6 +43,7 @@ def connect(
         socket_timeout=socket_timeout,
         socket_connect_timeout=5.0,
         health_check_interval=30,
+        **(settings or Settings()).redis_tls_options(url),
     )
     if cluster:  # follows MOVED/ASK and re-reads the slot map itself on connection errors
         return RedisCluster.from_url(url, **options)

@@ -86,7 +86,10 @@ class FramePublisher:
             raise ValueError(f"max_backlog must be >= 1, got {max_backlog}")
         self.settings = settings or Settings()
         self.redis = client or connect(
-            resolve_redis_url(redis_url, self.settings), retries=retries, cluster=self.settings.redis_cluster
+            resolve_redis_url(redis_url, self.settings),
+            retries=retries,
+            cluster=self.settings.redis_cluster,
+            settings=self.settings,
         )
         self.policy: Policy = policy
         self.max_backlog = max_backlog

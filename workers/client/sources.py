@@ -2,7 +2,9 @@
 OpenCV capture (RTSP/HTTP URL or a webcam index).
 
 Each yields ``(frame, ts)``: ``frame`` is a JPEG/PNG file's bytes (images are sent as they are) or a
-BGR uint8 array (decoded video), ``ts`` the capture time in seconds since the epoch.
+BGR uint8 array (decoded video), ``ts`` the capture time in seconds since the epoch. ``indexed()`` also
+gives each frame's index within its source (image number in the sorted folder, frame number in a video or
+capture; it starts again at 0 when ``loop`` starts the source again): ``meta.frame_index`` on the wire.
 """
 
 from __future__ import annotations
@@ -55,16 +57,21 @@ class FrameSource:
         if self.kind == "folder" and not _folder_images(Path(self.spec)):
             raise SourceError(f"no image ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {self.spec}")
         if self.kind == "video" and self.fps is None:
-            self.fps = _video_fps(self.spec)  # a file plays at its own rate unless told otherwise
+            self.fps = video_fps(self.spec)  # a file plays at its own rate unless told otherwise
 
     @property
     def camera_id(self) -> str:
         return camera_id_for(self.spec)
 
     def __iter__(self) -> Iterator[tuple[Frame, float]]:
+        for _index, frame, ts in self.indexed():
+            yield frame, ts
+
+    def indexed(self) -> Iterator[tuple[int, Frame, float]]:
+        """``(frame index within the source, frame, ts)``, paced like iterating the source."""
         interval = 1.0 / self.fps if self.fps else 0.0
         next_due = time.monotonic()
-        for count, frame in enumerate(self._frames()):
+        for count, (index, frame) in enumerate(self._frames()):
             if self.max_frames is not None and count >= self.max_frames:
                 return
             if interval:
@@ -73,14 +80,14 @@ class FrameSource:
                     time.sleep(delay)
                 # A late frame does not make the next ones early: pace from now when behind.
                 next_due = max(next_due + interval, time.monotonic())
-            yield frame, time.time()
+            yield index, frame, time.time()
 
-    def _frames(self) -> Iterator[Frame]:
+    def _frames(self) -> Iterator[tuple[int, Frame]]:
         while True:
             produced = 0
-            for frame in self._one_pass():
+            for index, frame in enumerate(self._one_pass()):
                 produced += 1
-                yield frame
+                yield index, frame
             if not self.loop or self.kind == "live":
                 return
             if produced == 0:
@@ -93,7 +100,7 @@ class FrameSource:
             for path in _folder_images(Path(self.spec)):
                 yield _read_image(path)
         else:
-            yield from _capture_frames(self.spec)
+            yield from video_frames(self.spec)
 
 
 def _kind_of(spec: str) -> str:
@@ -132,11 +139,14 @@ def _read_image(path: Path) -> bytes:
 def _open_capture(spec: str) -> cv2.VideoCapture:
     capture = cv2.VideoCapture(int(spec)) if spec.isdigit() else cv2.VideoCapture(spec)
     if not capture.isOpened():
-        raise SourceError(f"OpenCV cannot open {spec}")
+        from workers.redacting import redact_url  # a capture URL may hold the camera's password
+
+        raise SourceError(f"OpenCV cannot open {redact_url(spec)}")
     return capture
 
 
-def _video_fps(spec: str) -> float | None:
+def video_fps(spec: str) -> float | None:
+    """The video's frame rate as its container states it, None when it states none (or nonsense)."""
     capture = _open_capture(spec)
     try:
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -145,7 +155,8 @@ def _video_fps(spec: str) -> float | None:
     return fps if 0 < fps <= 1000 else None
 
 
-def _capture_frames(spec: str) -> Iterator[np.ndarray]:
+def video_frames(spec: str) -> Iterator[np.ndarray]:
+    """Every frame of a video file or capture, in order (the numbering of ``indexed``)."""
     capture = _open_capture(spec)
     try:
         while True:

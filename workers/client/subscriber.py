@@ -90,6 +90,7 @@ class EventSubscriber:
             resolve_redis_url(redis_url, self.settings),
             socket_timeout=block_ms / 1000 + 10,
             cluster=self.settings.redis_cluster,
+            settings=self.settings,
         )
         self.camera_ids = frozenset(camera_ids) if camera_ids else None
         self.group = group
@@ -249,6 +250,8 @@ class EventSubscriber:
                 reply = self._read(block)
                 if was_pending_read and not any(entries for _, entries in reply):
                     self._pending_first = False
+            except redis.AuthenticationError:
+                raise  # a wrong password or a disabled user does not heal by reconnecting
             except REDIS_UNREACHABLE as exc:
                 # redis-py's own retries are spent: wait and re-issue from the last ids. In group mode
                 # a lost XREADGROUP reply left entries pending with us: re-read those first.

@@ -36,6 +36,8 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, help="Serve config (default: deploy/serve_config.yaml)."),
         timeout: float = typer.Option(600.0, help="Seconds to wait for the last frames once published."),
         verbose: bool = typer.Option(False, help="Show the Ray/Serve replicas' logs."),
+        view: bool = typer.Option(True, "--view/--no-view", help="Serve the live view while the demo runs."),
+        view_port: int = typer.Option(8080, help="The live view's port (a free one if taken)."),
     ) -> None:
         """Run posestream end to end on this machine and print what it sees."""
         from workers.demo import DemoOptions, run_demo
@@ -56,6 +58,8 @@ def register(app: typer.Typer) -> None:
             timeout_s=timeout,
             save_frames=not no_frames,
             verbose=verbose,
+            view=view,
+            view_port=view_port,
         )
         if not no_frames:
             typer.echo(f"annotated frames go to {out_dir.resolve()}", err=True)

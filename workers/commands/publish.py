@@ -82,6 +82,7 @@ def run_publish(
 ) -> dict[str, int]:
     """Publish every source from its own thread until all end; returns the publisher's counts."""
     from workers.client import FramePublisher, FrameSource
+    from workers.redacting import redact_url
 
     frame_sources = [FrameSource(spec, fps=fps, loop=loop, max_frames=max_frames) for spec in sources]
     publisher = FramePublisher(
@@ -92,10 +93,13 @@ def run_publish(
 
     def pump(source: FrameSource, camera_id: str) -> None:
         try:
-            for frame, ts in source:
+            # a capture URL's password must not ride along on the wire (meta reaches every subscriber)
+            name = Path(redact_url(source.spec)).name[:120]
+            for index, frame, ts in source.indexed():
                 if stop.is_set():
                     return
-                publisher.publish(frame, camera_id, ts=ts, meta={"source": Path(source.spec).name[:120]})
+                # frame_index joins results back to the source's frames (``posestream annotate``)
+                publisher.publish(frame, camera_id, ts=ts, meta={"source": name, "frame_index": index})
         except Exception as exc:  # reported once all threads end; the others go on
             errors.append(f"{camera_id}: {type(exc).__name__}: {exc}")
 

@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
         """Run the Serve application locally until Ctrl-C, then drain and stop."""
         from schemas.settings import Settings
         from workers.local_stack import local_stack
+        from workers.redacting import redact_url
 
         settings = Settings()
         url = redis_url or settings.redis_url
@@ -58,7 +59,7 @@ def register(app: typer.Typer) -> None:
                 log.info(
                     "serving",
                     applications=stack.app_names,
-                    redis_url=stack.redis_url,
+                    redis_url=redact_url(stack.redis_url),
                     metrics_endpoint=stack.metrics_endpoint,
                     hint="Ctrl-C drains and stops",
                 )

@@ -85,6 +85,15 @@ def _make_command(name: str):  # returns the Typer command function
             Path("runs"), "--out", help="Folder for loss curves (PNG), history JSON and resume state."
         ),
         seed: int = typer.Option(0, "--seed"),
+        backbone_weights: str | None = typer.Option(
+            None,
+            "--backbone-weights",
+            help=(
+                "A new network's trunk: imagenet (torchvision's, downloaded when online), PATH (a "
+                "torchvision ResNet state dict) or none. Default: the preset's (default: imagenet, "
+                "demo: none)."
+            ),
+        ),
         device: str | None = typer.Option(
             None, "--device", help="cpu, cuda, cuda:1 … Default: CUDA when present."
         ),
@@ -120,6 +129,7 @@ def _make_command(name: str):  # returns the Typer command function
             seed=seed,
             device=device,
             resume=resume,
+            backbone_weights=backbone_weights,
             max_steps_per_epoch=max_steps,
         ).with_overrides(name, epochs, batch_size, lr)
         if real_pose_fraction is not None:
@@ -128,7 +138,7 @@ def _make_command(name: str):  # returns the Typer command function
             )
         try:
             state = TRAINERS[name](config)
-        except ValueError as exc:
+        except ValueError as exc:  # BackboneWeightsError too: offline imagenet, a file that does not fit
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
         last = state.history[-1] if state.history else {}

@@ -22,6 +22,7 @@ from ray import serve
 from ray.serve.deployment import Application
 from ray.serve.schema import ServeDeploySchema
 
+from workers.redacting import has_secret, redact_url
 from workers.serve.activity import ActivityClassifier
 from workers.serve.backbone import PoseBackbone
 from workers.serve.consumer import FrameConsumer
@@ -37,8 +38,10 @@ class AppConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # Overrides of schemas.settings.Settings (redis_url, shards, stream_prefix, in_flight, ...); anything
-    # not given comes from the replicas' POSESTREAM_* environment (runtime_env env_vars on a cluster).
+    # Overrides of schemas.settings.Settings (shards, stream_prefix, in_flight, redis_url_file, ...);
+    # anything not given comes from the replicas' POSESTREAM_* environment (runtime_env env_vars on a
+    # cluster). A redis_url with a password is refused here: args are shown by `serve status` and the
+    # dashboard, so the replicas take such a URL from their environment or a file (docs/SECURITY.md).
     settings: dict[str, Any] = Field(default_factory=dict)
     stage_retry: StageRetry
     # A pipeline call awaited longer than this means the consumer's work is stuck: the replica reports
@@ -47,6 +50,17 @@ class AppConfig(BaseModel):
     stuck_call_s: float = Field(600.0, gt=0)
     stats_interval_s: float = Field(gt=0)  # how often the consumer refreshes its metrics and backlog
     consume: bool = True  # False: the stages only (the consumer replica serves `infer` calls)
+
+    @model_validator(mode="after")
+    def _no_secret_in_args(self) -> AppConfig:
+        url = self.settings.get("redis_url")
+        if isinstance(url, str) and has_secret(url):
+            raise ValueError(
+                f"settings.redis_url {redact_url(url)} holds a password: give it to the replicas as "
+                "POSESTREAM_REDIS_URL or in a file named by redis_url_file (POSESTREAM_REDIS_URL_FILE), "
+                "not in the application's args"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stuck_beyond_retries(self) -> AppConfig:

@@ -3,6 +3,7 @@
 The GPU stage. Its ``num_gpus`` (fractional allowed) comes from ``ray_actor_options`` in the deploy
 config only; batching numbers come from ``user_config`` and only fill batches when the deployment's
 ``max_ongoing_requests`` is at least ``max_batch_size``. Returns boxes and top-k peaks, never heatmaps.
+``user_config`` ``backend: onnx`` runs the network in ONNX Runtime (``model.onnx_backend``), same outputs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from workers.serve.stage import ModelStageReplica
 @serve.deployment
 class PoseBackbone(ModelStageReplica):
     stage_name = "backbone"
+    uses_backend = True
 
     @staticmethod
     def make_stage(pipeline: Any) -> Any:

@@ -58,7 +58,10 @@ class FrameConsumer:
         from workers.streams import connect
 
         if not self._settings.redis_url:
-            raise ValueError("FrameConsumer needs settings.redis_url (app args or POSESTREAM_REDIS_URL)")
+            raise ValueError(
+                "FrameConsumer needs a Redis URL: POSESTREAM_REDIS_URL, or POSESTREAM_REDIS_URL_FILE "
+                "(a mounted secret), in the replicas' environment, or redis_url_file in the app's args"
+            )
         context = serve.get_replica_context()
         self._client = connect(self._settings.redis_url, self._settings)
         self._consumer = BalancedStreamConsumer(

@@ -12,6 +12,23 @@ from collections.abc import Mapping
 
 from ray.util import metrics
 
+# Every series posestream exports (name without Ray's ``ray_`` prefix → kind): the Grafana dashboard and
+# the alert rules may query only these and Ray's own (tests/test_dashboards.py checks it).
+EXPORTED: dict[str, str] = {
+    "posestream_batch_size": "histogram",
+    "posestream_stage_compute_ms": "histogram",
+    "posestream_stage_items": "counter",
+    "posestream_stage_latency_ms": "histogram",
+    "posestream_stage_retries": "counter",
+    "posestream_stage_failures": "counter",
+    "posestream_frames_dead": "counter",
+    "posestream_camera_frames": "counter",
+    "posestream_backlog": "gauge",
+    "posestream_pending": "gauge",
+    "posestream_shards_owned": "gauge",
+    "posestream_redis_full": "gauge",
+}
+
 # Bucket edges, not tuning: batches are counted in frames, latencies in milliseconds.
 BATCH_SIZE_BUCKETS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
 LATENCY_MS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
@@ -88,6 +105,9 @@ class ConsumerMetrics:
             "posestream_redis_out_of_memory",
             "Writes Redis refused at maxmemory (noeviction); the consumer waits and retries.",
         ),
+        "activity_changes": ("posestream_activity_changes", "ActivityChanges published (a label changed)."),
+        "previews_written": ("posestream_previews_written", "Live-view previews written (best effort)."),
+        "previews_failed": ("posestream_previews_failed", "Live-view previews that could not be written."),
     }
 
     def __init__(self) -> None:
@@ -96,6 +116,11 @@ class ConsumerMetrics:
         }
         self.dead = metrics.Counter(
             "posestream_frames_dead", description="Frames dead-lettered, by reason.", tag_keys=("reason",)
+        )
+        self.camera_frames = metrics.Counter(
+            "posestream_camera_frames",
+            description="Frames finished ok or stale, per camera (a silent camera stops moving it).",
+            tag_keys=("camera_id",),
         )
         self.backlog = metrics.Gauge(
             "posestream_backlog", description="Entries in a shard's frames stream.", tag_keys=("shard",)
@@ -115,6 +140,8 @@ class ConsumerMetrics:
             self._add(counter, key, counts.get(key, 0.0), None)
         for reason, total in dead_by_reason.items():
             self._add(self.dead, f"dead:{reason}", total, {"reason": reason})
+        for camera_id, total in counts.get("frames_by_camera", {}).items():
+            self._add(self.camera_frames, f"camera:{camera_id}", total, {"camera_id": camera_id})
         self.redis_full.set(float(bool(counts.get("redis_full", False))))
 
     def _add(self, counter: metrics.Counter, key: str, total: float, tags: dict[str, str] | None) -> None:
@@ -129,6 +156,9 @@ class ConsumerMetrics:
         for shard, value in pending.items():
             self.pending.set(value, tags={"shard": str(shard)})
         self.shards_owned.set(len(backlog))
+
+
+EXPORTED.update({name: "counter" for name, _text in ConsumerMetrics.COUNTERS.values()})
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,14 +53,22 @@ class StageConfig(BaseModel):
     # Multi-scale / flip test-time augmentation: the backbone's alone (other stages ignore it). Off by
     # default; `posestream infer --scales … --flip` with the same values gives the same persons.
     test_time: TestTimeAugmentation = TestTimeAugmentation()
+    # What runs the backbone's network, the backbone's alone too: "onnx" is ONNX Runtime (the onnx extra;
+    # the CUDA provider when this replica has a GPU and onnxruntime-gpu is installed, else CPU), the graph
+    # exported once per node into the cache. Other stages run torch whatever this says.
+    backend: Literal["torch", "onnx"] = "torch"
 
     @property
-    def source(self) -> tuple[str | None, str, str | None, TestTimeAugmentation]:
-        return (self.checkpoint, self.preset, self.device, self.test_time)
+    def source(self) -> tuple[str | None, str, str | None, TestTimeAugmentation, str]:
+        return (self.checkpoint, self.preset, self.device, self.test_time, self.backend)
 
 
 def load_pipeline(
-    checkpoint: str | None, preset: str, device: str | None, test_time: TestTimeAugmentation | None = None
+    checkpoint: str | None,
+    preset: str,
+    device: str | None,
+    test_time: TestTimeAugmentation | None = None,
+    backend: str = "torch",
 ) -> Any:
     """The single-process pipeline (the very one ``posestream infer`` uses) that a stage slices.
 
@@ -69,14 +77,18 @@ def load_pipeline(
     from model.pipeline import PosePipeline
 
     return PosePipeline.load(
-        Path(checkpoint) if checkpoint else None, device=device, preset=preset, test_time=test_time
+        Path(checkpoint) if checkpoint else None,
+        device=device,
+        preset=preset,
+        test_time=test_time,
+        backend=backend,
     )
 
 
 @dataclass
 class _Held(Generic[StageT]):
     stage: StageT
-    source: tuple[str | None, str, str | None, TestTimeAugmentation]
+    source: tuple[str | None, str, str | None, TestTimeAugmentation, str]
     in_use: int = 0
     retired_at: float | None = None  # monotonic time it stopped being current
 
@@ -110,7 +122,9 @@ class VersionedStages(Generic[StageT]):
             for version, held in self._held.items():
                 if held.source == config.source and version == self._current:
                     return version
-        pipeline = load_pipeline(config.checkpoint, config.preset, config.device, config.test_time)
+        pipeline = load_pipeline(
+            config.checkpoint, config.preset, config.device, config.test_time, config.backend
+        )
         version = str(pipeline.model_version)
         stage = self.make_stage(pipeline)
         with self._lock:
@@ -183,6 +197,7 @@ class ModelStageReplica:
     """
 
     stage_name: str = "stage"
+    uses_backend: bool = False  # whether StageConfig.backend is this stage's to honour (the backbone's)
 
     def __init__(self) -> None:
         self._versions: VersionedStages[Any] = VersionedStages(self.make_stage, self.stage_name)
@@ -203,6 +218,9 @@ class ModelStageReplica:
         if config.device is None:
             # The device follows what this replica was given (deploy config), not what the node has.
             config = config.model_copy(update={"device": "cuda" if _assigned_gpus() else "cpu"})
+        if not self.uses_backend:
+            # A shared user_config anchor may say onnx: PRN / activity replicas must not export a backbone.
+            config = config.model_copy(update={"backend": "torch"})
         await asyncio.to_thread(self._versions.configure, config)
         self._hung_after_s = config.hung_after_s
         batched = self._batched_method()

@@ -51,6 +51,8 @@ def connect(
         socket_connect_timeout=2.0,
         socket_timeout=block_s + 5.0,  # above XREADGROUP's BLOCK
         health_check_interval=10,
+        # rediss://: the CA and client certificate from the settings (the URL's ssl_* query wins)
+        **(settings or Settings()).redis_tls_options(url),
     )
     if settings is not None and settings.redis_cluster:
         return RedisCluster.from_url(url, **options)

@@ -3,26 +3,33 @@
 Checks run cheapest first and each failure maps to a dead-letter reason (``DeadReason``): the payload
 size before unpacking, the msgpack map and the Frame schema, then the image's dimensions read from its
 PNG/JPEG header (never decoded to find out), then the decode itself. Valid but unusual images
-(grayscale, alpha, 16-bit) are converted to 8-bit BGR, not rejected.
+(grayscale, alpha, 16-bit) are converted to 8-bit BGR, not rejected. Pixels follow the rule every reader
+of images shares (``model.image_io``): EXIF orientation applied, sizes those of the oriented image.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from pydantic import ValidationError
 
+from model.image_io import JPEG_SOI, PNG_SIGNATURE, ImageError, decode_bgr8, read_header, to_bgr8
 from schemas.wire import STREAM_FIELD, DeadReason, Frame, WireDecodeError, unpack_map
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-JPEG_SOI = b"\xff\xd8"
-# Start-of-frame markers carrying the image size (C4 = DHT, C8 = JPG, CC = DAC are not SOFs).
-_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-# Markers without a length field: TEM, RST0-7, SOI, EOI.
-_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8), 0xD8, 0xD9})
+__all__ = [
+    "JPEG_SOI",
+    "PNG_SIGNATURE",
+    "DecodedFrame",
+    "FrameRejected",
+    "ParsedFrame",
+    "decode_entry",
+    "decode_image",
+    "entry_identity",
+    "image_size",
+    "parse_entry",
+    "to_bgr8",
+]
 
 
 class FrameRejected(Exception):
@@ -46,7 +53,8 @@ class FrameRejected(Exception):
 
 @dataclass(frozen=True)
 class ParsedFrame:
-    """A frame that passed every check short of decoding its image (size read from the header)."""
+    """A frame that passed every check short of decoding its image (size read from the header, EXIF
+    orientation applied: the size a stale frame's result reports)."""
 
     entry_id: str
     frame: Frame
@@ -70,67 +78,9 @@ class DecodedFrame:
 
 
 def image_size(data: bytes) -> tuple[int, int]:
-    """(width, height) from a PNG IHDR or JPEG SOFn header; ``ValueError`` when it cannot be read."""
-    if data.startswith(PNG_SIGNATURE):
-        # signature(8) | length(4) | "IHDR"(4) | width(4) | height(4)
-        if len(data) < 24 or data[12:16] != b"IHDR":
-            raise ValueError("PNG without an IHDR chunk")
-        width, height = struct.unpack(">II", data[16:24])
-        return width, height
-    if data.startswith(JPEG_SOI):
-        return _jpeg_size(data)
-    raise ValueError("neither a PNG nor a JPEG file")
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    pos = 2
-    while pos + 1 < len(data):
-        if data[pos] != 0xFF:
-            raise ValueError(f"JPEG marker expected at byte {pos}")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
-        pos += 2
-        if marker in _JPEG_STANDALONE:
-            continue
-        if pos + 2 > len(data):
-            break
-        (length,) = struct.unpack(">H", data[pos : pos + 2])
-        if length < 2:
-            raise ValueError("JPEG segment with a bad length")
-        if marker in _JPEG_SOF:
-            # length(2) | precision(1) | height(2) | width(2)
-            if pos + 7 > len(data):
-                break
-            height, width = struct.unpack(">HH", data[pos + 3 : pos + 7])
-            if height == 0:
-                raise ValueError("JPEG height given by a DNL marker is not supported")
-            return width, height
-        if marker == 0xDA:  # start of scan before any SOF
-            break
-        pos += length
-    raise ValueError("JPEG without a start-of-frame header")
-
-
-def to_bgr8(image: np.ndarray) -> np.ndarray:
-    """Any decoded image (gray, gray+alpha, BGR, BGRA; 8 or 16 bit) → (H, W, 3) uint8 BGR."""
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise ValueError(f"unsupported pixel type {image.dtype}")
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    channels = image.shape[2]
-    if channels == 1:
-        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
-    if channels == 2:  # gray + alpha: the alpha is dropped
-        return cv2.cvtColor(np.ascontiguousarray(image[:, :, 0]), cv2.COLOR_GRAY2BGR)
-    if channels == 3:
-        return image
-    if channels == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    raise ValueError(f"unsupported channel count {channels}")
+    """(width, height) of the oriented image from a PNG or JPEG header; ``ValueError`` when unreadable."""
+    header = read_header(data)
+    return header.width, header.height
 
 
 def parse_entry(
@@ -156,10 +106,11 @@ def parse_entry(
         error = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise FrameRejected(DeadReason.SCHEMA, error, payload, camera_id, frame_id) from exc
     try:
-        width, height = image_size(frame.image)
-    except ValueError as exc:
+        header = read_header(frame.image)
+    except ImageError as exc:
         raise _reject(frame, payload, DeadReason.BAD_IMAGE, str(exc)) from exc
-    if width * height > max_pixels:
+    width, height = header.width, header.height
+    if header.pixels > max_pixels:
         raise _reject(
             frame, payload, DeadReason.TOO_MANY_PIXELS, f"{width}x{height} image over {max_pixels} pixels"
         )
@@ -171,13 +122,20 @@ def parse_entry(
 def decode_image(parsed: ParsedFrame, payload: bytes = b"") -> DecodedFrame:
     """Decode a parsed frame's image to 8-bit BGR, or ``FrameRejected`` (``bad_image``)."""
     frame = parsed.frame
-    decoded = cv2.imdecode(np.frombuffer(frame.image, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if decoded is None:
-        raise _reject(frame, payload, DeadReason.BAD_IMAGE, "the image could not be decoded")
     try:
-        image = to_bgr8(decoded)
-    except ValueError as exc:
+        image = decode_bgr8(frame.image)
+    except ImageError as exc:
         raise _reject(frame, payload, DeadReason.BAD_IMAGE, str(exc)) from exc
+    height, width = image.shape[:2]
+    # The decoder must see the image the header promised (the pixel limit was checked on the header); the
+    # orientation may differ only by a quarter turn, were OpenCV to read an EXIF block read_header skipped.
+    if (width, height) not in ((parsed.width, parsed.height), (parsed.height, parsed.width)):
+        raise _reject(
+            frame,
+            payload,
+            DeadReason.BAD_IMAGE,
+            f"decoded a {width}x{height} image from a {parsed.width}x{parsed.height} header",
+        )
     return DecodedFrame(entry_id=parsed.entry_id, frame=frame, image=image)
 
 

@@ -39,6 +39,7 @@ from workers.redis_errors import REDIS_UNREACHABLE
 from workers.streams.decode import FrameRejected, ParsedFrame, decode_image, entry_identity, parse_entry
 from workers.streams.lease import ShardLease
 from workers.streams.ordering import InFlightWindow, Slot
+from workers.streams.preview import PreviewWriter
 from workers.streams.reader import Entry, ShardReader
 from workers.streams.stale import StaleCandidate, StalePolicy, StaleRule
 from workers.streams.stats import ConsumerStats
@@ -108,6 +109,7 @@ class ShardConsumer:
         )
         self.writer = FencedWriter(client, self.keys, settings.group, retention)
         self.tracks = CameraTracks(client, self.keys, tracker_config(settings)) if settings.tracking else None
+        self.preview = PreviewWriter(client, self.keys, settings, stats)
         self.stale = StalePolicy(settings.stale_max_age_s, settings.stale_backlog)
         self.backoff = ExponentialBackoff(cap=2.0, base=0.05)
         self.window: InFlightWindow | None = None
@@ -141,6 +143,7 @@ class ShardConsumer:
             raise_if_cancel_requested()
             try:
                 await self._work()
+                await self.preview.close()
                 return
             except (LeaseLost, *REDIS_ERRORS, BaseExceptionGroup) as exc:
                 kind = _failure_kind(exc)
@@ -294,12 +297,19 @@ class ShardConsumer:
         return int(strikes)
 
     async def _classify_stale(self, parsed: list[tuple[Slot, ParsedFrame]]) -> dict[str, StaleRule]:
-        if not parsed or not (self.stale.needs_clock or self.stale.needs_backlog):
+        own_bound = any(f.frame.max_age_s is not None for _, f in parsed)
+        if not parsed or not (own_bound or self.stale.needs_clock or self.stale.needs_backlog):
             return {}
-        now_ms = await self.writer.redis_time_ms() if self.stale.needs_clock else None
+        now_ms = await self.writer.redis_time_ms() if own_bound or self.stale.needs_clock else None
         backlog = await self.reader.length() if self.stale.needs_backlog else None
         candidates = [
-            StaleCandidate(f.entry_id, f.frame.camera_id, f.frame.frame_id, slot.extra["entry"].xadd_ms)
+            StaleCandidate(
+                f.entry_id,
+                f.frame.camera_id,
+                f.frame.frame_id,
+                slot.extra["entry"].xadd_ms,
+                f.frame.max_age_s,
+            )
             for slot, f in parsed
         ]
         return self.stale.classify(candidates, now_ms=now_ms, backlog=backlog)
@@ -335,6 +345,8 @@ class ShardConsumer:
                 return
             for (slot, decoded), persons in zip(runnable, results, strict=True):
                 slot.extra["size"] = (decoded.width, decoded.height)
+                if slot.camera_id is not None and self.preview.wants(slot.camera_id):
+                    slot.extra["image"] = decoded.image
                 window.finish(slot, Ok(list(persons), version))
         await window.flush()
 
@@ -435,6 +447,11 @@ class ShardConsumer:
         steps: dict[Slot, TrackStep] | None = None,
     ) -> None:
         for (slot, out), status in zip(encoded, statuses, strict=True):
+            if status == PublishStatus.PUBLISHED and isinstance(slot.outcome, Ok) and "image" in slot.extra:
+                parsed: ParsedFrame = slot.extra["parsed"]
+                self.preview.offer(
+                    parsed.frame.camera_id, parsed.frame.frame_id, parsed.frame.ts, slot.extra["image"]
+                )
             step = (steps or {}).get(slot)
             if self.tracks is not None and step is not None:
                 if status == PublishStatus.PUBLISHED:
@@ -517,6 +534,7 @@ class ShardConsumer:
         if slot.camera_id is not None and slot.frame_id is not None and not isinstance(outcome, Dead):
             newest = self._newest_published.get(slot.camera_id, -1)
             self._newest_published[slot.camera_id] = max(newest, slot.frame_id)
+            self.stats.frames_by_camera[slot.camera_id] += 1
         if isinstance(outcome, Dead):
             self.stats.frames_dead += 1
             self.stats.dead_by_reason[outcome.reason] += 1

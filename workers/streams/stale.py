@@ -1,7 +1,9 @@
 """StalePolicy: which frames are dropped unprocessed (a FrameResult with status "stale", counted).
 
-Two rules, per camera, each off when its bound is 0 (and ``overtaken``, always on, applied by the
-shard consumer to reclaimed frames that a newer published frame of their camera has overtaken):
+A frame's own ``max_age_s`` (its producer's bound; rule ``max_age``) is always applied. Two operator rules
+from the settings add to it, per camera, each off when its bound is 0 (and ``overtaken``, always on,
+applied by the shard consumer to reclaimed frames that a newer published frame of their camera has
+overtaken):
 - age: the frame waited in Redis longer than ``max_age_s``. Age is measured on the Redis clock (the
   entry's XADD id time against TIME), so producer and worker clocks need not agree.
 - behind: the shard's backlog is over ``backlog`` and a newer frame of the same camera has already
@@ -17,6 +19,8 @@ from enum import StrEnum
 
 class StaleRule(StrEnum):
     AGE = "age"
+    # Older than the frame's own ``max_age_s`` (set by its producer, e.g. a live camera).
+    MAX_AGE = "max_age"
     BEHIND = "behind"
     # A redelivered frame older than one its camera already had published (stranded in the PEL, then
     # reclaimed): publishing it would break the camera's frame order.
@@ -29,6 +33,7 @@ class StaleCandidate:
     camera_id: str
     frame_id: int
     xadd_ms: int
+    max_age_s: float | None = None  # the frame's own bound, when its producer gave one
 
 
 @dataclass
@@ -56,7 +61,10 @@ class StalePolicy:
         overloaded = self.needs_backlog and backlog is not None and backlog > self.backlog
         stale: dict[str, StaleRule] = {}
         for f in frames:
-            if self.needs_clock and now_ms is not None and now_ms - f.xadd_ms > self.max_age_s * 1000:
+            age_ms = now_ms - f.xadd_ms if now_ms is not None else None
+            if age_ms is not None and f.max_age_s is not None and age_ms > f.max_age_s * 1000:
+                stale[f.entry_id] = StaleRule.MAX_AGE
+            elif self.needs_clock and age_ms is not None and age_ms > self.max_age_s * 1000:
                 stale[f.entry_id] = StaleRule.AGE
             elif overloaded and f.frame_id < self._newest[f.camera_id]:
                 stale[f.entry_id] = StaleRule.BEHIND

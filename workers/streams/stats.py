@@ -15,6 +15,8 @@ class ConsumerStats:
     frames_dead: int = 0
     events_published: int = 0
     activity_changes: int = 0  # ActivityChange messages published (a track's smoothed activity changed)
+    previews_written: int = 0  # live-view previews stored (best effort, rate-capped per camera)
+    previews_failed: int = 0  # previews that could not be written (never a frame's failure)
     redeliveries: int = 0  # entries taken with a delivery count above 1
     fenced: int = 0  # publishes refused because another consumer owns the shard now
     already_done: int = 0  # frames found already finished at publish (a retried script)
@@ -26,6 +28,7 @@ class ConsumerStats:
     leases_lost: int = 0
     dead_by_reason: Counter[str] = field(default_factory=Counter)
     stale_by_rule: Counter[str] = field(default_factory=Counter)
+    frames_by_camera: Counter[str] = field(default_factory=Counter)  # ok + stale, for per-camera rates
 
     def note_redis_full(self, full: bool) -> None:
         if full:
@@ -46,6 +49,8 @@ class ConsumerStats:
             "frames_dead": self.frames_dead,
             "events_published": self.events_published,
             "activity_changes": self.activity_changes,
+            "previews_written": self.previews_written,
+            "previews_failed": self.previews_failed,
             "redeliveries": self.redeliveries,
             "fenced": self.fenced,
             "already_done": self.already_done,
@@ -57,4 +62,5 @@ class ConsumerStats:
             "leases_lost": self.leases_lost,
             "dead_by_reason": dict(self.dead_by_reason),
             "stale_by_rule": dict(self.stale_by_rule),
+            "frames_by_camera": dict(self.frames_by_camera),
         }

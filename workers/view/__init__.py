@@ -1,0 +1,1 @@
+"""``posestream view``: a live page of every camera's people, skeletons, tracks and activities."""
