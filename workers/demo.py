@@ -508,7 +508,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             settings, out_dir, fps=_video_rate(options, sources if options.videos else None)
         )
         collector.start()
-        view = _start_view(settings, options.view_port) if options.view else None
+        view = _start_view(settings, options.view_port, stack.metrics_endpoint) if options.view else None
         if view is not None:
             print(f"live view: {view.url}  (open it in a browser while the demo runs)", flush=True)
         publisher = FramePublisher(settings=settings, policy="wait", max_backlog=32, wait_timeout_s=600)
@@ -555,7 +555,7 @@ class _ViewServer:
         self.thread.join(timeout=10)
 
 
-def _start_view(settings: Settings, port: int) -> _ViewServer | None:
+def _start_view(settings: Settings, port: int, metrics_url: str | None) -> _ViewServer | None:
     """Start the view on ``port`` (a free one if it is taken); None, with a warning, if it cannot start."""
     import socket
 
@@ -571,7 +571,7 @@ def _start_view(settings: Settings, port: int) -> _ViewServer | None:
             probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     client = connect(settings.redis_url, cluster=settings.redis_cluster)
-    live = LiveView(client, settings, ViewOptions(start="0"))
+    live = LiveView(client, settings, ViewOptions(start="0", metrics_url=metrics_url))
     server = uvicorn.Server(uvicorn.Config(live.app(), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="demo-view", daemon=True)
     thread.start()
