@@ -217,3 +217,24 @@ class FakePipeline:
                 ]
             )
         return persons
+
+
+def run_worker(redis_url, sync_redis, settings, pipeline, expected_results: int) -> dict:
+    """Run a consumer until ``expected_results`` results are out over all shards; its final stats."""
+    from workers.streams import StreamConsumer
+    from workers.streams import connect as connect_async
+
+    async def scenario() -> dict:
+        client = connect_async(redis_url, settings)
+        consumer = StreamConsumer(client, pipeline, settings, name="test-worker")
+        task = asyncio.create_task(consumer.run())
+        done = lambda: sum(sync_redis.xlen(k.results) for k in settings.all_shard_keys()) >= expected_results  # noqa: E731
+        await wait_until(lambda: done() or task.done(), 60, "results")
+        await asyncio.sleep(0.3)  # previews are written just after the publish
+        consumer.stop()
+        await task
+        stats = consumer.stats()
+        await client.aclose()
+        return stats
+
+    return run_scenario(scenario())

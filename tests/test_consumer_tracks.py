@@ -11,7 +11,15 @@ import time
 import pytest
 import redis
 from scripted_people import ACTIVITIES, ScriptedPeople, numbered_image, person
-from stream_helpers import consumer_settings, frame_payload, publish, read_messages, run_scenario, wait_until
+from stream_helpers import (
+    consumer_settings,
+    frame_payload,
+    publish,
+    read_messages,
+    run_scenario,
+    run_worker,
+    wait_until,
+)
 
 from model.tracking import TrackerState
 from schemas.streams import shard_for
@@ -25,22 +33,6 @@ CAMERA = "hall-cam"
 def publish_frames(client: redis.Redis, settings, frame_ids: range | list[int]) -> None:
     for frame_id in frame_ids:
         publish(client, settings, CAMERA, frame_payload(CAMERA, frame_id, numbered_image(frame_id)))
-
-
-def run_all(redis_url, sync_redis, settings, pipeline, expected: int) -> dict:
-    async def scenario() -> dict:
-        client = connect(redis_url, settings)
-        consumer = StreamConsumer(client, pipeline, settings, name="tracks")
-        task = asyncio.create_task(consumer.run())
-        keys = settings.shard_keys(shard_for(CAMERA, settings.shards))
-        await wait_until(lambda: sync_redis.xlen(keys.results) >= expected or task.done(), 60, "results")
-        consumer.stop()
-        await task
-        stats = consumer.stats()
-        await client.aclose()
-        return stats
-
-    return run_scenario(scenario())
 
 
 def shard_outputs(sync_redis, settings) -> tuple[list[dict], list[dict], list[dict]]:
@@ -66,7 +58,7 @@ def test_walk_run_sit_changes_once_per_transition_while_raw_labels_flicker(redis
         noisy = rng.choice([a for a in ACTIVITIES if a != label]) if rng.random() < 0.25 else label
         script[index] = [person(20.0 + 3 * index, noisy)]
     publish_frames(sync_redis, settings, range(len(truth)))
-    stats = run_all(redis_url, sync_redis, settings, ScriptedPeople(script), len(truth))
+    stats = run_worker(redis_url, sync_redis, settings, ScriptedPeople(script), len(truth))
 
     events, results, changes = shard_outputs(sync_redis, settings)
     assert [r["status"] for r in results] == ["ok"] * len(truth)
@@ -156,11 +148,11 @@ def test_stale_frames_count_as_missed_frames(redis_url, sync_redis, max_missed, 
     )
     script = {i: [person(50.0, "standing")] for i in range(5)}
     publish_frames(sync_redis, settings, [0])
-    run_all(redis_url, sync_redis, settings, ScriptedPeople(script), 1)
+    run_worker(redis_url, sync_redis, settings, ScriptedPeople(script), 1)
     publish_frames(sync_redis, settings, [1, 2, 3])
     time.sleep(0.6)  # older than stale_max_age_s when the worker reads them
     publish_frames(sync_redis, settings, [4])
-    run_all(redis_url, sync_redis, settings, ScriptedPeople(script), 5)
+    run_worker(redis_url, sync_redis, settings, ScriptedPeople(script), 5)
     events, results, _ = shard_outputs(sync_redis, settings)
     assert [r["status"] for r in results] == ["ok", "stale", "stale", "stale", "ok"]
     ids = [e["track_id"] for e in sorted(events, key=lambda e: e["frame_id"])]
@@ -171,9 +163,9 @@ def test_a_frame_older_than_the_tracked_one_is_published_stale(redis_url, sync_r
     settings = consumer_settings(redis_url, shards=1)
     script = {i: [person(50.0, "standing")] for i in range(12)}
     publish_frames(sync_redis, settings, [10])
-    run_all(redis_url, sync_redis, settings, ScriptedPeople(script), 1)
+    run_worker(redis_url, sync_redis, settings, ScriptedPeople(script), 1)
     publish_frames(sync_redis, settings, [5, 11])  # 5 breaks the camera's order
-    stats = run_all(redis_url, sync_redis, settings, ScriptedPeople(script), 3)
+    stats = run_worker(redis_url, sync_redis, settings, ScriptedPeople(script), 3)
     _events, results, _ = shard_outputs(sync_redis, settings)
     assert [(r["frame_id"], r["status"]) for r in results] == [(10, "ok"), (5, "stale"), (11, "ok")]
     assert stats["stale_by_rule"] == {"overtaken": 1}
@@ -183,7 +175,7 @@ def test_a_frame_older_than_the_tracked_one_is_published_stale(redis_url, sync_r
 def test_tracking_off_leaves_the_keys_out(redis_url, sync_redis):
     settings = consumer_settings(redis_url, shards=1, tracking=False)
     publish_frames(sync_redis, settings, [0, 1])
-    run_all(
+    run_worker(
         redis_url, sync_redis, settings, ScriptedPeople({i: [person(50.0, "standing")] for i in range(2)}), 2
     )
     events, _results, changes = shard_outputs(sync_redis, settings)

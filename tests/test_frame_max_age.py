@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 from scripted_people import ScriptedPeople, numbered_image, person
-from stream_helpers import consumer_settings, frame_payload, publish, read_messages
-from view_helpers import run_worker
+from stream_helpers import consumer_settings, frame_payload, publish, read_messages, run_worker
 
 CAMERA = "door-cam"
 

@@ -11,8 +11,8 @@ import urllib.request
 import cv2
 import numpy as np
 from scripted_people import ScriptedPeople, numbered_image, person
-from stream_helpers import consumer_settings, frame_payload, publish
-from view_helpers import RunningView, run_worker
+from stream_helpers import consumer_settings, frame_payload, publish, run_worker
+from view_helpers import RunningView
 
 from schemas.streams import shard_for
 from schemas.wire import FramePreview

@@ -1,9 +1,7 @@
-"""A real live view for tests: a worker (StreamConsumer + a scripted pipeline) fills Redis, and the view's
-Starlette app runs under uvicorn on a free port in a thread."""
+"""A real live view for tests: the view's Starlette app under uvicorn on a free port in a thread."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
@@ -12,11 +10,8 @@ import urllib.error
 import urllib.request
 
 import uvicorn
-from stream_helpers import run_scenario, wait_until
 
 from workers.client.connection import connect
-from workers.streams import StreamConsumer
-from workers.streams import connect as connect_async
 from workers.view.web import LiveView, ViewOptions
 
 
@@ -24,25 +19,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def run_worker(redis_url, sync_redis, settings, pipeline, expected_results: int) -> dict:
-    """Run a consumer until ``expected_results`` results are out over all shards; its final stats."""
-
-    async def scenario() -> dict:
-        client = connect_async(redis_url, settings)
-        consumer = StreamConsumer(client, pipeline, settings, name="view-worker")
-        task = asyncio.create_task(consumer.run())
-        done = lambda: sum(sync_redis.xlen(k.results) for k in settings.all_shard_keys()) >= expected_results  # noqa: E731
-        await wait_until(lambda: done() or task.done(), 60, "results")
-        await asyncio.sleep(0.3)  # previews are written just after the publish
-        consumer.stop()
-        await task
-        stats = consumer.stats()
-        await client.aclose()
-        return stats
-
-    return run_scenario(scenario())
 
 
 class RunningView:

@@ -49,7 +49,13 @@ def register(app: typer.Typer) -> None:
         stop_early = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop_early.set())
-        stats = asyncio.run(_consume(url, settings, checkpoint, device, name, stop_early))
+        from redis.exceptions import AuthenticationError
+
+        try:
+            stats = asyncio.run(_consume(url, settings, checkpoint, device, name, stop_early))
+        except AuthenticationError as exc:  # never retried: a wrong password does not heal
+            typer.echo(f"error: Redis refused the credentials ({exc})", err=True)
+            raise typer.Exit(3) from None
         typer.echo(json.dumps(stats, sort_keys=True, default=str))
 
 

@@ -26,7 +26,7 @@ import structlog
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, OutOfMemoryError, TimeoutError
+from redis.exceptions import AuthenticationError, ConnectionError, OutOfMemoryError, TimeoutError
 
 from schemas.settings import Settings
 from workers.pipeline import FramePipeline
@@ -217,6 +217,11 @@ class StreamConsumer:
                 self._stats.note_redis_full(True)
                 self.log.warning("redis_out_of_memory", during="lease acquire", error=str(exc))
             await self.backlog()
+        except AuthenticationError as exc:  # a ConnectionError to redis-py, but no retry will mend it
+            self.log.error(
+                "redis_auth_failed", error=str(exc), hint="check the Redis URL's user and password"
+            )
+            raise
         except REDIS_UNREACHABLE as exc:
             self._stats.redis_errors += 1
             self.log.warning("redis_unavailable", error=repr(exc))
