@@ -275,10 +275,19 @@ def test_redis_at_maxmemory_is_waited_out_with_the_lease_kept(tmp_path, variant)
             client = connect(server.url, settings)
             gate = asyncio.Event()
             consumer = StreamConsumer(client, FakePipeline(gate=gate), settings, name="oom")
-            assert _fill_until_refused(sync, "filler-1") > 0
+            # Held at maxmemory, not filled once: Redis frees a little by itself (an idle client's query
+            # buffer shrinks), and a single fill let a SET NX slip under the limit now and then.
+            first_full, first_stop = threading.Event(), threading.Event()
+            holder = threading.Thread(
+                target=_hold_at_maxmemory, args=(server.url, "filler-1", first_full, first_stop)
+            )
+            holder.start()
+            await wait_until(first_full.is_set, what="Redis at maxmemory")
             task = asyncio.create_task(consumer.run())
             await wait_until(lambda: consumer.stats()["redis_out_of_memory"] >= 2, what="refused acquires")
             at_acquire = consumer.stats()
+            first_stop.set()
+            await asyncio.to_thread(holder.join)
             assert not task.done() and not sync.exists(owner_key)
             sync.delete("filler-1")  # a subscriber trims: memory frees
             await wait_until(lambda: consumer.stats()["in_flight"] == 4, what="a full window")
