@@ -3,48 +3,31 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 import urllib.error
 import urllib.request
 
-import uvicorn
-
 from workers.client.connection import connect
+from workers.view.server import ViewServer
 from workers.view.web import LiveView, ViewOptions
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class RunningView:
+    """``with RunningView(url, settings, **ViewOptions) as view``: the view on a free port of localhost."""
+
     def __init__(self, redis_url: str, settings, **options):
         self.live = LiveView(connect(redis_url), settings, ViewOptions(**options))
-        self.port = free_port()
-        config = uvicorn.Config(self.live.app(), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="view-server", daemon=True)
+        self._server = ViewServer(self.live)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._server.url.rstrip("/")
 
     def __enter__(self) -> RunningView:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the view did not start")
-            time.sleep(0.05)
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self._server.stop()
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, str]:
         request = urllib.request.Request(self.url + path, headers=headers or {})

@@ -23,10 +23,31 @@ from typing import Any
 import numpy as np
 import structlog
 
-from model.evaluation.identity_metrics import FrameIdentities, IdentityScores, score_identities
+from model.evaluation.identity_metrics import FrameIdentities
 from schemas.settings import Settings
 from schemas.wire import DeadLetter, FrameResult, PersonEvent
+from workers.demo_figures import (
+    TruthPerson,
+    activity_figures,
+    activity_pairs,
+    format_summary,
+    frame_identities,
+    percentile,
+    track_figures,
+)
 from workers.paths import safe_child
+
+__all__ = [  # the demo's records and figures, for callers of this module
+    "Collector",
+    "DemoOptions",
+    "TruthPerson",
+    "activity_figures",
+    "activity_pairs",
+    "format_summary",
+    "run_demo",
+    "summarise",
+    "synthetic_frames",
+]
 
 log = structlog.get_logger()
 
@@ -55,19 +76,6 @@ class DemoOptions:
     view_port: int = 8080  # 0, or taken: any free port
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(np.asarray(values, dtype=np.float64), q)), 1) if values else None
-
-
-@dataclass(frozen=True)
-class TruthPerson:
-    """One person of a synthetic frame as the sequence drew it."""
-
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2
-    activity: str
-    track_id: int | None = None  # the sequence's identity of the person
-
-
 def synthetic_frames(
     frames: int, people: int, seed: int, size: tuple[int, int]
 ) -> Iterator[tuple[np.ndarray, list[TruthPerson]]]:
@@ -89,114 +97,6 @@ def synthetic_frames(
 def _video_frames(source) -> Iterator[tuple[np.ndarray | bytes, None]]:
     for frame, _ts in source:
         yield frame, None
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = inter_w * inter_h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def match_pairs(
-    truth: list[tuple[float, ...]], found: list[tuple[float, ...]], threshold: float = 0.5
-) -> list[tuple[int, int]]:
-    """(truth index, detection index) of the ground-truth boxes matched one-to-one (greedy, best IoU
-    first) by a detection with IoU >= threshold."""
-    pairs = sorted(
-        ((iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), reverse=True
-    )
-    used_t: set[int] = set()
-    used_f: set[int] = set()
-    matched = []
-    for overlap, i, j in pairs:
-        if overlap < threshold:
-            break
-        if i not in used_t and j not in used_f:
-            used_t.add(i)
-            used_f.add(j)
-            matched.append((i, j))
-    return matched
-
-
-def match_count(
-    truth: list[tuple[float, ...]], found: list[tuple[float, ...]], threshold: float = 0.5
-) -> int:
-    """Ground-truth boxes matched one-to-one by a detection with IoU >= threshold (``match_pairs``)."""
-    return len(match_pairs(truth, found, threshold))
-
-
-def activity_pairs(
-    truth: list[TruthPerson], events: list[PersonEvent], threshold: float = 0.5
-) -> list[tuple[str, str]]:
-    """(true activity, predicted activity) of each true person a detection matches (IoU >= threshold)."""
-    pairs = match_pairs([t.box for t in truth], [tuple(e.bbox) for e in events], threshold)
-    return [(truth[i].activity, events[j].activity) for i, j in pairs]
-
-
-def smoothed_activity_pairs(truth: list[TruthPerson], events: list[PersonEvent]) -> list[tuple[str, str]]:
-    """The same pairs with the track's smoothed activity (persons whose event carries one)."""
-    pairs = match_pairs([t.box for t in truth], [tuple(e.bbox) for e in events], 0.5)
-    return [(truth[i].activity, events[j].activity_smoothed) for i, j in pairs if events[j].activity_smoothed]
-
-
-def frame_identities(truth: list[TruthPerson], events: list[PersonEvent]) -> FrameIdentities:
-    """One frame's true identities, reported track ids and which went with which (box IoU >= 0.5)."""
-    pairs = match_pairs([t.box for t in truth], [tuple(e.bbox) for e in events])
-    return FrameIdentities(
-        gt_ids=tuple(t.track_id for t in truth if t.track_id is not None),
-        track_ids=tuple(e.track_id for e in events if e.track_id is not None),
-        pairs=tuple(
-            (truth[i].track_id, events[j].track_id)
-            for i, j in pairs
-            if truth[i].track_id is not None and events[j].track_id is not None
-        ),
-    )
-
-
-def track_figures(identities: dict[str, list[FrameIdentities]], track_ids: set[tuple[str, int]]) -> dict:
-    """Identity scores per camera (ids are per camera), summed; ``tracks_available`` False when no event
-    carried a track id (tracking off)."""
-    if not track_ids:
-        return {"tracks_available": False}
-    scores = sum((score_identities(frames) for frames in identities.values()), IdentityScores())
-    figures: dict[str, Any] = {
-        "tracks_available": True,
-        "tracks": len(track_ids),
-        "track_frames": scores.frames,
-    }
-    if scores.frames:
-        figures.update(
-            identity_switches=scores.switches,
-            switches_per_100_frames=round(scores.switches_per_100_frames, 2),
-            idf1=round(scores.idf1, 3),
-            right_identity_share=round(scores.right_identity_share, 3),
-        )
-    return figures
-
-
-def activity_figures(confusion: Counter[tuple[str, str]]) -> dict[str, Any]:
-    """Activity against the ground truth over matched person-frames, from (true, predicted) counts: overall
-    accuracy, per true class (persons, correct, accuracy = that class's recall) and the confusion counts."""
-    total = sum(confusion.values())
-    correct = sum(n for (truth, predicted), n in confusion.items() if truth == predicted)
-    by_class: dict[str, dict[str, Any]] = {}
-    matrix: dict[str, dict[str, int]] = {}
-    for (truth, predicted), n in sorted(confusion.items()):
-        row = by_class.setdefault(truth, {"persons": 0, "correct": 0})
-        row["persons"] += n
-        row["correct"] += n if truth == predicted else 0
-        matrix.setdefault(truth, {})[predicted] = n
-    for row in by_class.values():
-        row["accuracy"] = round(row["correct"] / row["persons"], 3)
-    return {
-        "activity_matched": total,
-        "activity_correct": correct,
-        "activity_accuracy": round(correct / total, 3) if total else None,
-        "activity_by_class": by_class,
-        "activity_confusion": matrix,  # true activity -> predicted activity -> person-frames
-    }
 
 
 class Collector:
@@ -298,7 +198,7 @@ class Collector:
             self.truth_persons += len(truth)
             self.truth_matched += len(pairs)
             self.activity_confusion.update(pairs)
-            self.smoothed_confusion.update(smoothed_activity_pairs(truth, events))
+            self.smoothed_confusion.update(activity_pairs(truth, events, smoothed=True))
             self.identities.setdefault(result.camera_id, []).append(frame_identities(truth, events))
         self._say(
             f"{result.camera_id:>12}  frame {result.frame_id}  {result.status:5}  "
@@ -393,66 +293,6 @@ def summarise(collector: Collector, published: int, dropped: int, started: float
     }
 
 
-def format_summary(summary: dict) -> str:
-    lat, flat = summary["latency_ms"], summary["frame_latency_ms"]
-    activities = ", ".join(f"{k} {v}" for k, v in summary["activities"].items()) or "none"
-    lines = [
-        "── posestream demo summary " + "─" * 40,
-        f"frames published   {summary['frames_published']}  (dropped: {summary['frames_dropped']})",
-        f"results            ok {summary['results_ok']}, stale {summary['results_stale']}",
-        f"dead letters       {summary['dead_letters']} {summary['dead_reasons'] or ''}",
-        f"balanced           {'yes' if summary['balanced'] else 'NO'}  (published == ok + stale + dead)",
-        f"persons            {summary['persons']} in {summary['frames_with_persons']} frames "
-        f"({summary['events']} events)",
-        f"activities         {activities}",
-        f"latency ms         p50 {lat['p50']}  p95 {lat['p95']}  "
-        f"(per frame: p50 {flat['p50']}  p95 {flat['p95']})",
-        f"throughput         {summary['frames_per_s']} frames/s over {summary['elapsed_s']} s",
-        f"model              {summary['model']}",
-        f"annotated frames   {summary['annotated_frames']} in {summary['out_dir']}",
-    ]
-    if summary["ground_truth_persons"]:
-        lines.insert(
-            -1,
-            f"ground truth       {summary['ground_truth_found']} of {summary['ground_truth_persons']} "
-            f"persons found (IoU >= 0.5, recall {summary['detection_recall']})",
-        )
-    lines.insert(-1, _tracks_line(summary))
-    if summary.get("activity_matched"):
-        per_class = ", ".join(
-            f"{name} {row['correct']}/{row['persons']}" for name, row in summary["activity_by_class"].items()
-        )
-        lines.insert(
-            -1,
-            f"activity vs truth  {summary['activity_correct']} of {summary['activity_matched']} found "
-            f"persons right (accuracy {summary['activity_accuracy']}; {per_class})",
-        )
-    if summary.get("smoothed_activity_matched"):
-        lines.insert(
-            -1,
-            f"smoothed activity  {summary['smoothed_activity_correct']} of "
-            f"{summary['smoothed_activity_matched']} right with each track's smoothed label "
-            f"(accuracy {summary['smoothed_activity_accuracy']})",
-        )
-    if summary.get("view_url"):
-        lines.append(f"live view          {summary['view_url']} (was up while the demo ran)")
-    if summary.get("annotated_videos"):
-        lines.append(f"annotated videos   {', '.join(summary['annotated_videos'])}")
-    return "\n".join(lines)
-
-
-def _tracks_line(summary: dict) -> str:
-    if not summary.get("tracks_available"):
-        return "tracks             unavailable (the events carry no track_id: tracking is off)"
-    if "idf1" not in summary:
-        return f"tracks             {summary['tracks']} track ids (no ground truth to score them against)"
-    return (
-        f"tracks             {summary['tracks']} track ids; {summary['identity_switches']} identity switches "
-        f"over {summary['track_frames']} frames ({summary['switches_per_100_frames']} per 100 frames), "
-        f"IDF1 {summary['idf1']}, right identity {summary['right_identity_share']}"
-    )
-
-
 def _video_rate(options: DemoOptions, sources) -> float:
     """The annotated videos' frame rate: the cameras' own (or the one given)."""
     if options.fps:
@@ -540,46 +380,17 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     return summary
 
 
-class _ViewServer:
-    """The live view under uvicorn in a thread, for as long as the demo runs."""
-
-    def __init__(self, server, thread: threading.Thread, port: int):
-        self.server, self.thread, self.port = server, thread, port
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-def _start_view(settings: Settings, port: int, metrics_url: str | None) -> _ViewServer | None:
-    """Start the view on ``port`` (a free one if it is taken); None, with a warning, if it cannot start."""
-    import socket
-
-    import uvicorn
-
+def _start_view(settings: Settings, port: int, metrics_url: str | None):
+    """The live view on ``port`` (a free one if taken) for as long as the demo runs; None, with a warning,
+    if it cannot start."""
     from workers.client.connection import connect
+    from workers.view.server import ViewServer
     from workers.view.web import LiveView, ViewOptions
 
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     client = connect(settings.redis_url, cluster=settings.redis_cluster)
     live = LiveView(client, settings, ViewOptions(start="0", metrics_url=metrics_url))
-    server = uvicorn.Server(uvicorn.Config(live.app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="demo-view", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not server.started:
-        log.warning("view_not_started", port=port)
-        server.should_exit = True
+    try:
+        return ViewServer(live, port=port, fallback_to_free_port=True).start()
+    except RuntimeError as exc:
+        log.warning("view_not_started", port=port, error=str(exc))
         return None
-    return _ViewServer(server, thread, port)
