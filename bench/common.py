@@ -3,7 +3,10 @@ the machine a figure came from, the benchmark model (a workload of exactly P per
 synthetic frames, the JSON / Markdown / PNG writers, and the command line every benchmark's ``main`` runs.
 
 Figures, not pass/fail: they depend on the machine and on whatever else runs on it, so every result file
-carries the environment and the load average seen during the run.
+carries the environment (commit included), the load average before, during and after the run, whether the
+machine was idle when it started (load average ≤ 0.5 × cores), and the spread over repeats. Where two sides
+are compared they take turns (``side_order``) and both report CPU-seconds per frame beside wall time
+(``CpuClock``, ``tree_cpu_s``), so a side that spreads over more cores is not flattered by wall time alone.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -28,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 SEED = 0  # the benchmark model's weights: the same network on every run
+IDLE_LOAD_PER_CORE = 0.5  # a 1-minute load average above this × cores at the start: "machine not idle"
 
 
 # ---------------------------------------------------------------------------------------------- threads
@@ -56,15 +61,33 @@ class Timing:
 
     def summary(self) -> dict[str, Any]:
         q1, q3 = self.quartiles()
+        median = self.median_ms
         return {
-            "median_ms": round(self.median_ms, 2),
+            "median_ms": round(median, 2),
             "q1_ms": round(q1, 2),
             "q3_ms": round(q3, 2),
             "iqr_ms": round(q3 - q1, 2),
             "min_ms": round(min(self.samples_ms), 2),
+            "max_ms": round(max(self.samples_ms), 2),
+            # the spread over repeats, relative: IQR / median
+            "spread_pct": round(100.0 * (q3 - q1) / median, 1) if median > 0 else None,
             "repeats": len(self.samples_ms),
             "samples_ms": [round(s, 2) for s in self.samples_ms],
         }
+
+
+def side_order(sides: Sequence[str], repeat: int, mode: str = "alternate", seed: int = SEED) -> list[str]:
+    """The order the compared sides run in during repeat ``repeat``: ``alternate`` rotates them (two sides:
+    A B, B A, A B, …), ``shuffle`` draws a seeded permutation per repeat. Either way no side always runs
+    first (after the other's warm caches) or last (into a load spike), as a fixed order would."""
+    order = list(sides)
+    if mode == "alternate":
+        shift = repeat % len(order) if order else 0
+        return order[shift:] + order[:shift]
+    if mode == "shuffle":
+        random.Random(seed * 1_000_003 + repeat).shuffle(order)
+        return order
+    raise ValueError(f"order must be 'alternate' or 'shuffle', got {mode!r}")
 
 
 def time_call(fn: Callable[[], object], *, warmup: int = 1, repeats: int = 5) -> Timing:
@@ -88,12 +111,24 @@ def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> 
     return {f"p{q:g}": round(float(v), 1) for q, v in zip(qs, found, strict=True)}
 
 
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def machine_idle(load1: float, cores: int | None = None) -> bool:
+    """Whether a 1-minute load average leaves the machine idle enough to measure on (≤ 0.5 × cores)."""
+    return load1 <= IDLE_LOAD_PER_CORE * (cores or usable_cores())
+
+
 class LoadMonitor:
-    """Samples the 1-minute load average in the background while a benchmark runs."""
+    """Samples the 1-minute load average in the background while a benchmark runs; records the load
+    averages before and after, and says when the machine was not idle at the start (and warns then)."""
 
     def __init__(self, interval_s: float = 5.0) -> None:
         self.interval_s = interval_s
         self.samples: list[float] = []
+        self.before: tuple[float, float, float] = os.getloadavg()
+        self.after: tuple[float, float, float] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="load-monitor", daemon=True)
 
@@ -104,20 +139,41 @@ class LoadMonitor:
                 return
 
     def __enter__(self) -> LoadMonitor:
+        self.before = os.getloadavg()
+        if not machine_idle(self.before[0]):
+            print(
+                f"warning: the machine is not idle (load average {self.before[0]:.2f} on {usable_cores()} "
+                "cores): these figures measure a shared machine",
+                file=sys.stderr,
+                flush=True,
+            )
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=self.interval_s + 1)
-        self.samples.append(os.getloadavg()[0])
+        self.after = os.getloadavg()
+        self.samples.append(self.after[0])
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, Any]:
         values = self.samples or [os.getloadavg()[0]]
+        cores = usable_cores()
+        after = self.after or os.getloadavg()
+        idle = machine_idle(self.before[0], cores)
         return {
             "load1_mean": round(statistics.fmean(values), 2),
             "load1_max": round(max(values), 2),
             "samples": len(values),
+            "load_average_before": [round(v, 2) for v in self.before],
+            "load_average_after": [round(v, 2) for v in after],
+            "cores": cores,
+            "idle_threshold_load1": round(IDLE_LOAD_PER_CORE * cores, 2),
+            "machine_idle_at_start": idle,
+            "warning": None
+            if idle
+            else f"machine not idle at the start: load average {self.before[0]:.2f} > "
+            f"{IDLE_LOAD_PER_CORE} x {cores} cores; not a figure for the README",
         }
 
 
@@ -132,14 +188,28 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git_commit() -> str | None:
+def _git(*words: str) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", *words], cwd=REPO, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _git_commit() -> str | None:
+    return _git("rev-parse", "--short", "HEAD") or None
+
+
+def git_provenance() -> dict[str, Any]:
+    """The commit a figure belongs to, and whether tracked files differed from it (then the figure is of
+    that commit plus uncommitted edits: the README takes figures of a clean tree only)."""
+    changed = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git_commit(),
+        "git_commit_full": _git("rev-parse", "HEAD") or None,
+        "git_dirty": bool(changed) if changed is not None else None,
+        "git_changed_files": len(changed.splitlines()) if changed else 0,
+    }
 
 
 def environment() -> dict[str, Any]:
@@ -159,7 +229,7 @@ def environment() -> dict[str, Any]:
         "cpu": _cpu_model(),
         "cpu_count_logical": os.cpu_count(),
         "cpu_count_physical": psutil.cpu_count(logical=False),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus_usable": usable_cores(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": sys.version.split()[0],
@@ -167,8 +237,9 @@ def environment() -> dict[str, Any]:
         "torchvision": torchvision.__version__,
         "ray": ray_version,
         "torch_threads": torch.get_num_threads(),
+        # when environment() is called (some benches call it at the end): LoadMonitor's "before" is the start
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-        "git_commit": _git_commit(),
+        **git_provenance(),
     }
 
 

@@ -16,9 +16,11 @@ torch threads, and are forced to process exactly P people although their weights
   ResNet-50-FPN, RPN (1000 proposals at test time), box head on every proposal + NMS, then the keypoint
   head (RoIAlign 14×14, 8 convs of 512, deconv to 56×56 heatmaps) and keypoint decoding for P boxes.
 
-Timing: every (model, P) runs once per round, in ``--repeats`` rounds after ``--warmup`` untimed ones, so the
-load drift of a shared machine spreads over all of them; median and IQR per (model, P). Both report P
-persons with 17 keypoints each (checked: ``persons_out``). "Same backbone depth" is
+Timing: every (model, P) runs once per round, in ``--repeats`` rounds after ``--warmup`` untimed ones, in an
+order that changes every round (``--order``: ``shuffle``, a seeded permutation, or ``alternate``, rotated),
+so the load drift of a shared machine spreads over all of them and no side always runs first; median and
+IQR per (model, P), and CPU ms per frame (``time.process_time``: all threads) beside the wall time. Both
+report P persons with 17 keypoints each (checked: ``persons_out``). "Same backbone depth" is
 posestream's seed sizes at ResNet-50 against Keypoint R-CNN's ResNet-50-FPN; the demo preset (ResNet-18)
 is shown too. ``gmacs``: multiply-adds of convolutions and matmuls (torch's FlopCounterMode), a cost that
 does not depend on the machine's load; RoIAlign and NMS are not counted.
@@ -46,6 +48,7 @@ from bench.common import (
     pin_threads,
     plot_lines,
     run_benchmark,
+    side_order,
     synthetic_frames,
 )
 
@@ -147,10 +150,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             for run in runs.values():
                 run(frame)
         samples: dict[tuple[str, int], list[float]] = {key: [] for key in runs}
-        for _ in range(args.repeats):
-            for key, run in runs.items():
-                started = time.perf_counter()
-                run(frame)
+        cpu_samples: dict[tuple[str, int], list[float]] = {key: [] for key in runs}
+        names = {f"{name}/{count}": (name, count) for name, count in runs}
+        for repeat in range(args.repeats):
+            for label in side_order(list(names), repeat, args.order):
+                key = names[label]
+                started, cpu = time.perf_counter(), time.process_time()
+                runs[key](frame)
+                cpu_samples[key].append((time.process_time() - cpu) * 1000.0)
                 samples[key].append((time.perf_counter() - started) * 1000.0)
         rows = []
         for (name, persons), run in runs.items():
@@ -161,6 +168,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "persons": persons,
                 "persons_out": persons_out[(name, persons)],
                 **Timing(tuple(samples[(name, persons)])).summary(),
+                "cpu_ms_median": round(float(np.median(cpu_samples[(name, persons)])), 2),
                 "gmacs": gmacs_of(run, frame) if args.gmacs else None,
             }
             rows.append(row)
@@ -207,6 +215,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "warmup": args.warmup,
             "threads": threads,
             "batch": 1,
+            "order": f"{args.order}, every (model, P) once per repeat",
         },
         "what_is_timed": WHAT_IS_TIMED,
         "environment": environment(),
@@ -267,6 +276,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
     parser.add_argument("--scene-people", type=int, default=3, help="people drawn in the synthetic frame")
+    parser.add_argument("--order", choices=("shuffle", "alternate"), default="shuffle")
     parser.add_argument("--no-gmacs", dest="gmacs", action="store_false")
     add_output_args(parser, "people_scaling")
     args = parse_bench_args(parser, argv)

@@ -29,7 +29,18 @@ BENCHMARKS = {
     "replica_scaling": replica_scaling,
 }
 QUICK = {
-    "pipeline_overhead": ["--frames", "8", "--warmup-frames", "2", "--latency-frames", "6", "--repeats", "2"],
+    "pipeline_overhead": [
+        "--frames",
+        "8",
+        "--warmup-frames",
+        "2",
+        "--latency-frames",
+        "6",
+        "--repeats",
+        "2",
+        "--rounds",
+        "1",
+    ],  # fmt: skip
     "people_scaling": ["--persons", "1", "2", "--repeats", "1", "--warmup", "0"],
     "replica_scaling": ["--frames", "6", "--warmup-frames", "2", "--variants", "all ×1", "PoseResidual ×2"],
 }
@@ -60,14 +71,17 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = [
         "# posestream benchmarks",
         "",
-        f"`{summary['command']}` — {env['when']}, commit {env['git_commit']}",
+        f"`{summary['command']}` — {env['when']}, commit {env['git_commit']}"
+        + (" plus uncommitted edits (not a README figure)" if env.get("git_dirty") else ""),
         "",
         f"Machine: {env['cpu']}, {env['cpu_count_physical']} physical / {env['cpu_count_logical']} logical "
         f"CPUs, {env['memory_gib']} GiB, GPU: {env['gpu'] or 'none'}; torch {env['torch']}, "
         f"torchvision {env['torchvision']}, Ray {env['ray']}. Load average (1 min) during the run: "
-        f"mean {load['load1_mean']}, max {load['load1_max']} (other processes share the CPUs: the figures "
-        "move with it).",
+        f"mean {load['load1_mean']}, max {load['load1_max']}; before {load.get('load_average_before')}, "
+        f"after {load.get('load_average_after')} (other processes share the CPUs: the figures move with it).",
     ]
+    if load.get("warning"):
+        lines += ["", f"**{load['warning']}**"]
     sections = {
         "pipeline_overhead": "Pipeline overhead and latency",
         "people_scaling": "Cost vs. people per frame (bottom-up vs. top-down)",
@@ -76,14 +90,19 @@ def markdown(summary: dict[str, Any]) -> str:
     for name, result in summary["results"].items():
         module = BENCHMARKS[name]
         settings = result["settings"]
-        threads = settings.get("torch_threads_both_sides", settings.get("threads"))
+        threads = settings.get("torch_threads_both_sides") or settings.get("threads")
+        bare_threads = settings.get("bare_torch_threads")
+        run_load = result["load"]
         lines += [
             "",
             f"## {sections[name]}",
             "",
             f"`{result['command']}` — {settings.get('size')} px"
             + (f", {threads} torch thread(s) on each side" if threads else "")
-            + f", load average mean {result['load']['load1_mean']}, {result['wall_s']} s.",
+            + (f", bare side {bare_threads} torch thread(s) (the whole machine)" if bare_threads else "")
+            + f", load average mean {run_load['load1_mean']} (before {run_load.get('load_average_before')}, "
+            f"after {run_load.get('load_average_after')}), {result['wall_s']} s."
+            + (f" **{run_load['warning']}**" if run_load.get("warning") else ""),
             "",
             module.markdown(result),
         ]
@@ -110,7 +129,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with LoadMonitor() as load:
         env = environment()
         results = {name: run_one(name, args, args.out_dir) for name in args.only}
-    summary = {"command": command.strip(), "environment": env, "load": load.summary(), "results": results}
+    load_summary = load.summary()
+    idle = load_summary["machine_idle_at_start"] and all(
+        r["load"].get("machine_idle_at_start", False) for r in results.values()
+    )
+    summary = {
+        "command": command.strip(),
+        "environment": env,
+        "load": load_summary,
+        "machine_idle_throughout": idle,  # every benchmark started on an idle machine
+        "results": results,
+    }
     write_json(args.out_dir / "latest.json", summary)
     (args.out_dir / "latest.md").write_text(markdown(summary))
     print(markdown(summary))

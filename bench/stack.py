@@ -54,15 +54,20 @@ def deploy_config(
 
 
 def config_numbers(path: Path) -> dict[str, Any]:
-    """Per deployment: num_cpus, max replicas and max_batch_size, as deployed."""
+    """Per deployment: num_cpus, min/max replicas, max_batch_size, batch wait and backend, as deployed."""
     raw = yaml.safe_load(path.read_text())
     out = {}
     for deployment in raw["applications"][0]["deployments"]:
         user_config = deployment.get("user_config") or {}
+        scaling = deployment.get("autoscaling_config") or {}
         out[deployment["name"]] = {
             "num_cpus": (deployment.get("ray_actor_options") or {}).get("num_cpus"),
-            "max_replicas": (deployment.get("autoscaling_config") or {}).get("max_replicas"),
+            "min_replicas": scaling.get("min_replicas"),
+            "max_replicas": scaling.get("max_replicas"),
+            "max_ongoing_requests": deployment.get("max_ongoing_requests"),
             "max_batch_size": user_config.get("max_batch_size"),
+            "batch_wait_timeout_s": user_config.get("batch_wait_timeout_s"),
+            "backend": user_config.get("backend"),
         }
     return out
 
@@ -82,10 +87,50 @@ def bench_stack(
         yield stack
 
 
-def in_flight_of(stack: Any) -> int:
+def deployed_settings(config_path: Path, stack: Any) -> dict[str, Any]:
+    """The consumer settings really deployed: the config's ``args.settings`` with this run's overrides on
+    top (``stack.settings`` holds the overrides only: reading it alone gave the Settings default window
+    even where the config set another). ``in_flight`` None: the window is sized from the backbone."""
     from schemas.settings import Settings
 
+    raw = yaml.safe_load(Path(config_path).read_text())
+    configured = dict((raw["applications"][0].get("args") or {}).get("settings") or {})
+    overrides = {k: v for k, v in stack.settings.items() if k not in ("redis_url", "redis_url_file")}
+    settings = Settings(**{**configured, **overrides})
+    return {
+        "config_settings": configured,
+        "overrides": overrides,
+        "in_flight": settings.in_flight,
+        "read_batch": settings.read_batch,
+        "shards": settings.shards,
+    }
+
+
+def in_flight_of(stack: Any, config_path: Path | None = None) -> int | None:
+    """The consumer window as deployed (``deployed_settings``); None: sized from the backbone."""
+    from schemas.settings import Settings
+    from workers.serve.app import DEFAULT_CONFIG
+
+    if config_path is None and not stack.settings.get("in_flight"):
+        config_path = DEFAULT_CONFIG
+    if config_path is not None:
+        return deployed_settings(config_path, stack)["in_flight"]
     return Settings(**stack.settings).in_flight
+
+
+def consumer_state() -> dict[str, Any]:
+    """What the live FrameConsumer reports: its window per shard (size and what sized it, where the
+    consumer reports it) and the frames in flight now: the window really used, not the configured one."""
+    from ray import serve
+
+    try:
+        stats = serve.get_deployment_handle("FrameConsumer", app_name=APP).stats.remote().result()
+    except Exception as error:  # noqa: BLE001 - a figure without it is still a figure
+        return {"error": repr(error)}
+    return {
+        key: stats.get(key)
+        for key in ("window", "in_flight", "shards_held", "frames_consumed", "frames_acked")
+    }
 
 
 def replicas_info() -> dict[str, list[dict[str, Any]]]:

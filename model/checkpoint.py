@@ -14,11 +14,16 @@ Loading never runs code: ``weights_only=True`` unpickles tensors and plain data 
 anything else (a function, a class instance, a ``__reduce__`` payload) is refused (``UnsafeCheckpointError``).
 The default checkpoint is also checked against the sha256 its card records (``CheckpointDigestError``): a
 damaged file, a Git LFS pointer or a swapped file fails at load, not as wrong persons later.
+
+``load_part`` builds one single-module part (PRN, activity) alone, with the same checks: a Serve replica of
+the PRN or activity stage then holds neither the backbone's weights nor torchvision (README, "Memory"). So
+this module imports the network classes only inside the functions that build them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import os
 import pickle
@@ -26,14 +31,18 @@ import re
 from collections.abc import Iterable, Mapping
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
 
 from model.config import ModelConfig
-from model.multiposenet import PARTS, MultiPoseNet
 from model.predictions import COCO_KEYPOINT_NAMES
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from model.multiposenet import MultiPoseNet
 
 FORMAT = "posestream-multiposenet"
 FORMAT_VERSION = 1
@@ -42,8 +51,16 @@ FORMAT_VERSION = 1
 DEFAULT_CHECKPOINT = Path(str(files("model") / "weights" / "demo.pt"))
 # The card's "file:" line, as model/evaluation/demo_weights.py writes it: the tool that writes the weights
 # writes their digest, so a rebuilt checkpoint and its recorded digest cannot drift apart.
-_CARD_SHA256 = re.compile(r"sha256 `([0-9a-f]{64})`")
+# the card's own "- file:" line, not the digest of an input checkpoint it names
+_CARD_SHA256 = re.compile(r"^- file: .*sha256 `([0-9a-f]{64})`", re.MULTILINE)
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+# The parts a stage runs alone, each one module of the network: part → (module, class). Its state dict keys
+# are prefixed with the part's name (MultiPoseNet's attribute, model.multiposenet.PARTS). The backbone
+# stage needs the keypoint and detection parts together (the whole detector): load_checkpoint.
+SINGLE_MODULE_PARTS: dict[str, tuple[str, str]] = {
+    "prn": ("model.prn", "PoseResidualNetwork"),
+    "activity": ("model.activity", "ActivityClassifier"),
+}
 
 
 class CheckpointError(ValueError):
@@ -130,6 +147,8 @@ def save_checkpoint(
 ) -> Path:
     """Write the whole model. ``trained_parts`` defaults to ``model.trained_parts``; ``half`` stores
     floating-point tensors as float16 (they are cast back to float32 on load)."""
+    from model.multiposenet import PARTS
+
     path = Path(path)
     parts = set(model.trained_parts if trained_parts is None else trained_parts)
     unknown = parts - set(PARTS)
@@ -203,6 +222,8 @@ def load_checkpoint(
 
     Returns the model (eval mode, float32, on ``map_location`` or CPU) and the metadata (everything but
     the weights)."""
+    from model.multiposenet import PARTS, MultiPoseNet
+
     path = Path(path)
     payload = read_checkpoint(path)
     config = _config_of(payload, path)
@@ -232,6 +253,8 @@ def update_checkpoint_part(
 ) -> Path:
     """Replace one part of a checkpoint (creating the file from ``source`` when it is a model and the file
     does not exist yet). The part is checked against the checkpoint's config before writing."""
+    from model.multiposenet import PARTS, MultiPoseNet
+
     path = Path(path)
     if part not in PARTS:
         raise ValueError(f"unknown part {part!r}; parts are {sorted(PARTS)}")
@@ -257,3 +280,40 @@ def update_checkpoint_part(
         payload["extra"] = {**payload.get("extra", {}), **dict(extra)}
     atomic_save(payload, path)
     return path
+
+
+def load_part(
+    path: str | Path, part: str, map_location: torch.device | str | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build one part of the network alone (``SINGLE_MODULE_PARTS``: ``prn`` or ``activity``) from the
+    checkpoint's config and that part's state, loaded strictly, with the checks of ``load_checkpoint``
+    (weights only, the default checkpoint's sha256). Nothing of the other parts is built or kept.
+
+    Returns the module (eval mode, float32, on ``map_location`` or CPU) and the metadata (everything but
+    the weights), as ``load_checkpoint`` does."""
+    if part not in SINGLE_MODULE_PARTS:
+        raise ValueError(
+            f"part {part!r} cannot be loaded alone; single-module parts are {sorted(SINGLE_MODULE_PARTS)} "
+            "(the backbone stage needs the whole detector: load_checkpoint)"
+        )
+    path = Path(path)
+    payload = read_checkpoint(path)
+    config = _config_of(payload, path)
+    state = payload["parts"].get(part)
+    if state is None:
+        raise CheckpointError(f"{path}: part {part!r} missing")
+    module_name, class_name = SINGLE_MODULE_PARTS[part]
+    module: nn.Module = getattr(importlib.import_module(module_name), class_name)(config)
+    prefix = f"{part}."
+    try:
+        unknown = [key for key in state if not key.startswith(prefix)]
+        if unknown:
+            raise RuntimeError(f"unexpected keys in part {part!r}: {unknown[:5]}")
+        module.load_state_dict({key[len(prefix) :]: value for key, value in state.items()}, strict=True)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: part {part!r} does not match its config: {exc}") from exc
+    module.eval()
+    if map_location is not None:
+        module.to(map_location)
+    meta = {key: value for key, value in payload.items() if key != "parts"}
+    return module, meta

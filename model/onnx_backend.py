@@ -7,11 +7,16 @@ letterbox mapping, test-time view merging) by subclassing ``PoseDetector`` and r
 
 Provider: CUDA when the stage's device is a GPU and onnxruntime has the CUDA provider (the
 ``onnxruntime-gpu`` wheel), else CPU. Graph optimisation ``ORT_ENABLE_ALL``; intra-op threads default to
-torch's (what the process was given: a Serve replica's ``num_cpus``, ``pin_threads`` in a benchmark).
+torch's (what the process was given: a Serve replica's ``num_cpus``, ``pin_threads`` in a benchmark). A
+session given fewer threads than the machine has cores shares it with other replicas: its idle threads
+then sleep instead of spin-waiting (ORT's default), which would burn the cores its neighbours compute on.
+An int8 export (``posestream export onnx --int8``, ``model.onnx_quantize``) loads the same way: the
+manifest's backbone graph is then the quantised file.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +49,10 @@ def make_session(path: Path, device: torch.device, threads: int | None = None) -
         raise ValueError(f"threads must be >= 1, got {threads}")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.intra_op_num_threads = intra = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1  # one graph, run sequentially: parallelism is intra-op
+    if intra < (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1):
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = [CPU_PROVIDER]
     if device.type == "cuda":
         if CUDA_PROVIDER in ort.get_available_providers():
@@ -166,9 +173,11 @@ class OnnxBackboneStage(BackboneStage):
         session = make_session(self.graph_path, self.runtime_device, threads)
         self.providers: list[str] = list(session.get_providers())
         self.module = OnnxPoseDetector(model, session).eval()
+        self.quantization = manifest.quantization
         structlog.get_logger().info(
             "onnx_backbone_loaded",
             graph=str(self.graph_path),
             providers=self.providers,
             version=model_version,
+            quantized=self.quantization.scheme if self.quantization else None,
         )

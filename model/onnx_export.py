@@ -6,7 +6,9 @@
   extraction stay outside the graph: ``model.onnx_backend`` runs the very torch code the torch stage runs.
 * ``prn.onnx`` — grids (N, 17, grid_h, grid_w) → per-joint probabilities of the same shape; N dynamic.
 * ``activity.onnx`` — features (N, 51) → logits (N, n_classes); N dynamic.
-* ``manifest.json`` — ``OnnxManifest``: model version, the weights' fingerprint, input size, graph names.
+* ``manifest.json`` — ``OnnxManifest``: model version, the weights' fingerprint, input size, graph names;
+  after ``--int8`` (``model.onnx_quantize``) the backbone graph is ``backbone.int8.onnx`` and
+  ``quantization`` says how it was made (the fp32 ``backbone.onnx`` stays beside it).
 
 torch's exporter is its dynamo path (``torch.export``), which needs ``onnx`` and ``onnxscript``: the
 ``onnx`` extra (``pip install 'posestream[onnx]'``), checked first so a missing one fails with that name.
@@ -58,6 +60,18 @@ class OnnxGraph(BaseModel):
     outputs: tuple[str, ...]
 
 
+class OnnxQuantization(BaseModel):
+    """How the backbone graph was quantised (``model.onnx_quantize``); absent for an fp32 export."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scheme: str
+    float_file: str  # the fp32 graph it was made from, kept beside it
+    calibration_images: int
+    calibration_seed: int
+    calibration_source: str
+
+
 class OnnxManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -73,6 +87,7 @@ class OnnxManifest(BaseModel):
     exporter: str
     torch_version: str
     graphs: dict[str, OnnxGraph]
+    quantization: OnnxQuantization | None = None  # None: every graph fp32 (format v1 readers never wrote it)
 
     @classmethod
     def read(cls, folder: Path) -> OnnxManifest:

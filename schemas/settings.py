@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     lease_renew_ms: int | None = None  # default: a third of the ttl
     read_batch: int = Field(8, ge=1)
     read_block_ms: int = Field(500, ge=1)
-    in_flight: int = Field(8, ge=1)  # frames kept in flight per consumer so GPU batches fill
+    # Frames kept in flight per shard so that backbone batches fill. None: sized from what the backbone
+    # can take next, max_batch_size x (replicas + 1) (README, "Latency under overload"); a number pins it.
+    in_flight: int | None = Field(None, ge=1)
     # A shard's entry pending this long outside its owner's window (a lost read reply, a fenced owner's
     # read) is claimed back while the owner goes on reading.
     reclaim_idle_ms: int = Field(2_000, ge=50)
@@ -62,6 +64,9 @@ class Settings(BaseSettings):
     # Stale-frame policy, per camera. 0 disables the rule.
     stale_max_age_s: float = Field(0.0, ge=0)
     stale_backlog: int = Field(0, ge=0)  # over this backlog, frames behind a newer one are dropped
+    # Producers (`posestream publish`, the demo): frames of a live source (a camera, a capture URL) carry
+    # this max_age_s, so that the worker drops them as stale once older (0: none). Files and folders never.
+    live_max_age_s: float = Field(2.0, ge=0)
 
     # Tracking: a track_id and a smoothed activity per person and camera (README, "Tracks"). A camera's
     # tracker state lives in Redis beside its shard, written by the fenced script with the frame's events.

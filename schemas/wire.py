@@ -121,7 +121,13 @@ class Frame(WireMessage):
     meta: Meta | None = None
     # Older than this when the worker reads it (Redis clock, from its XADD) → a ``stale`` result, unrun:
     # a live camera's frame is worthless once the picture has moved on.
-    max_age_s: Annotated[float, Field(gt=0)] | None = None
+    max_age_s: Annotated[float, Field(gt=0)] | None = Field(
+        None,
+        description="Seconds: older than this when the worker reads it (Redis clock, from its XADD), the "
+        "frame gets a stale result (rule max_age) instead of running. `posestream publish` sets it for live "
+        "sources (webcams, capture URLs; default 2, POSESTREAM_LIVE_MAX_AGE_S / --max-age), never for files "
+        "or folders.",
+    )
 
 
 class PersonEvent(WireMessage):

@@ -93,3 +93,39 @@ def test_another_recipe_in_the_work_dir_starts_afresh(tmp_path):
     assert (tmp_path / "fresh.pt").is_file()
     recipe = json.loads((work_dir / "recipe.json").read_text())
     assert recipe["seed"] == 3 and recipe["images"] == 24
+
+
+def test_stage_two_retrains_the_detector_alone_with_empty_frames(tmp_path):
+    """Stage 2 (``--continue-from``): the detector is trained again from fresh weights with empty frames
+    among its images; keypoints, PRN and activity stay byte for byte; the recipe names its input by digest."""
+    import torch
+
+    from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+
+    init = tmp_path / "stage1.pt"
+    init.write_bytes(DEFAULT_CHECKPOINT.read_bytes())
+    work, out = tmp_path / "stage2", tmp_path / "stage2.pt"
+    command = [*_recipe(work, out), "--continue-from", str(init)]
+    subprocess.run(command, cwd=REPO, env=_env(), check=True, capture_output=True, timeout=600)
+    before, _ = load_checkpoint(init)
+    after, meta = load_checkpoint(out)
+    assert meta["version"].endswith("+empty-frames")
+    assert set(meta["trained_parts"]) == {"keypoint", "detection", "prn", "activity"}
+    for part in ("keypoint", "prn", "activity"):
+        for name, tensor in before.part_state_dict(part).items():
+            assert torch.equal(tensor, after.part_state_dict(part)[name]), name
+    detection_before, detection_after = (
+        before.part_state_dict("detection"),
+        after.part_state_dict("detection"),
+    )
+    changed = [
+        name for name, tensor in detection_before.items() if not torch.equal(tensor, detection_after[name])
+    ]
+    assert len(changed) > len(detection_before) // 2  # trained again, from fresh weights
+    recipe = json.loads((work / "recipe.json").read_text())
+    assert recipe["init_sha256"] == _sha(init) and recipe["empty_fraction"] > 0
+    assert recipe["fresh_parts"] == ["detection"]
+    summary = json.loads((work / "data" / "annotations" / "person_keypoints_train.json").read_text())
+    annotated = {a["image_id"] for a in summary["annotations"]}
+    assert any(image["id"] not in annotated for image in summary["images"])
+    assert "Stage 2" in out.with_suffix(".md").read_text()

@@ -148,3 +148,43 @@ def test_cli_synth_and_show(tmp_path):
     assert image is not None and image.shape[0] > 64
     result = runner.invoke(app, ["data", "synth", "--out", str(out), "--images", "2", "--size", "banana"])
     assert result.exit_code != 0
+
+
+def test_empty_images_are_train_only_unannotated_and_hold_nobody(tmp_path):
+    from model.data.synth import empty_indices
+    from model.evaluation.empty_frames import empty_frames
+
+    summary = generate_dataset(
+        tmp_path / "d", 40, seed=5, val_fraction=0.1, size=(96, 96), max_people=2, empty_fraction=0.25
+    )
+    assert summary["empty_images"] == 9  # a quarter of the 36 train images
+    val = val_indices(40, 0.1)
+    empty = empty_indices(40, 0.25, val)
+    assert len(empty) == 9 and not empty & val
+    train = json.loads((tmp_path / "d/annotations/person_keypoints_train.json").read_text())
+    annotated = {a["image_id"] for a in train["annotations"]}
+    assert not {index + 1 for index in empty} & annotated
+    val_doc = json.loads((tmp_path / "d/annotations/person_keypoints_val.json").read_text())
+    assert {i["id"] for i in val_doc["images"]} <= {a["image_id"] for a in val_doc["annotations"]}
+    # the empty images are not a person-free copy of the evaluation's empty frames (their own seeds)
+    import cv2
+
+    drawn = cv2.imread(str(tmp_path / "d/images/train" / f"{min(empty) + 1:012d}.jpg"))
+    assert drawn is not None and drawn.std() > 5
+    frames = empty_frames(4, seed=5, size=(96, 96))
+    assert all(np.abs(drawn.astype(int) - frame.astype(int)).mean() > 5 for frame in frames)
+    with pytest.raises(ValueError, match="empty_fraction"):
+        empty_indices(40, 1.0, val)
+
+
+def test_detector_sees_empty_images_and_keypoint_training_does_not(tmp_path):
+    from model.train.coco import CocoKeypoints
+
+    generate_dataset(
+        tmp_path / "d", 20, seed=2, val_fraction=0.1, size=(96, 96), max_people=2, empty_fraction=0.3
+    )
+    with_people = CocoKeypoints.from_root(tmp_path / "d", "train", require_labelled=False)
+    everything = CocoKeypoints.from_root(tmp_path / "d", "train", require_labelled=False, include_empty=True)
+    assert len(everything) == 18 and len(with_people) <= 18 - 5
+    nobody = [index for index in range(len(everything)) if not everything.people(index)]
+    assert len(nobody) >= 5

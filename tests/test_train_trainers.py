@@ -51,7 +51,7 @@ def _config(synth_dir: Path, run_dir: Path, **values) -> TrainConfig:
         checkpoint=run_dir / "model.pt",
         out=run_dir,
         input_size=96,
-        workers=0,
+        loader_workers=0,
         progress=False,
         **values,
     )
@@ -85,13 +85,11 @@ def keypoint_run(synth_dir, tmp_path_factory):
     base = _config(synth_dir, run_dir, max_steps_per_epoch=4)
     first_cfg = base.with_overrides("keypoints", epochs=1, batch_size=2, lr=None)
     first = train_keypoints(first_cfg)
-    resume_file = torch.load(run_dir / "keypoints.resume.pt", weights_only=True)
+    first_state = run_dir / "keypoints" / "checkpoint_epoch_000001" / "state.pt"
+    resume_file = torch.load(first_state, weights_only=True)
     adam_steps = {int(s["step"]) for s in resume_file["optimizer"]["state"].values()}
-    second = train_keypoints(
-        first_cfg.with_overrides("keypoints", epochs=2, batch_size=None, lr=None).model_copy(
-            update={"resume": True}
-        )
-    )
+    # the same run asked for a second epoch: it continues from its latest run checkpoint on its own
+    second = train_keypoints(first_cfg.with_overrides("keypoints", epochs=2, batch_size=None, lr=None))
     return run_dir, first, second, adam_steps
 
 
@@ -103,8 +101,12 @@ def test_keypoint_loss_falls_and_resume_continues(keypoint_run):
     assert second.epoch == 2 and second.step == 8 and len(second.step_losses) == 4
     assert [row["epoch"] for row in second.history] == [1.0, 2.0]
     assert second.history[0] == first.history[0]
-    resumed = torch.load(run_dir / "keypoints.resume.pt", weights_only=True)
+    resumed = torch.load(run_dir / "keypoints" / "checkpoint_epoch_000002" / "state.pt", weights_only=True)
     assert {int(s["step"]) for s in resumed["optimizer"]["state"].values()} == {8}
+    assert sorted(p.name for p in (run_dir / "keypoints").iterdir()) == [
+        "checkpoint_epoch_000001",
+        "checkpoint_epoch_000002",
+    ]
     assert float(np.mean(second.step_losses)) < first.step_losses[0]
     assert (run_dir / "keypoints_loss.png").stat().st_size > 1000
     assert read_checkpoint(run_dir / "model.pt")["trained_parts"] == ["keypoint"]
@@ -252,7 +254,7 @@ def test_train_cli_runs_a_trainer_and_rejects_missing_data(synth_dir, tmp_path):
     register(app)
     runner = CliRunner()
     args = ["train", "activity", "--checkpoint", str(tmp_path / "m.pt"), "--out", str(tmp_path / "runs")]
-    args += ["--preset", "demo", "--epochs", "2", "--batch-size", "4", "--workers", "0", "--seed", "3"]
+    args += ["--preset", "demo", "--epochs", "2", "--batch-size", "4", "--loader-workers", "0", "--seed", "3"]
     result = runner.invoke(app, [*args, "--data", str(synth_dir)])
     assert result.exit_code == 0, result.output
     assert "activity: 2 epochs" in result.output
@@ -342,7 +344,7 @@ def test_train_cli_takes_ground_truth_and_predicted_poses_together(synth_dir, tm
 
     register(app)
     args = ["train", "activity", "--checkpoint", str(tmp_path / "m.pt"), "--out", str(tmp_path / "runs")]
-    args += ["--preset", "demo", "--epochs", "1", "--batch-size", "4", "--workers", "0"]
+    args += ["--preset", "demo", "--epochs", "1", "--batch-size", "4", "--loader-workers", "0"]
     args += ["--data", str(synth_dir), "--poses", str(tmp_path / "poses.json")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

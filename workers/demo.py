@@ -74,6 +74,10 @@ class DemoOptions:
     verbose: bool = False
     view: bool = True  # serve the live view (posestream view) while the demo runs
     view_port: int = 8080  # 0, or taken: any free port
+    # The cameras' frames carry this max_age_s (None: settings.live_max_age_s, 2 s; 0: none): the synthetic
+    # cameras are live, so under overload their old frames come back stale instead of queueing. Video files
+    # given as cameras carry none, as with `posestream publish`.
+    max_age_s: float | None = None
 
 
 def synthetic_frames(
@@ -233,7 +237,9 @@ def _spoken(event: PersonEvent) -> str:
     return f"#{event.track_id} {event.activity_smoothed or event.activity} ({raw})"
 
 
-def _publish_camera(publisher, collector: Collector, camera_id: str, frames, fps: float) -> None:
+def _publish_camera(
+    publisher, collector: Collector, camera_id: str, frames, fps: float, max_age_s: float | None
+) -> None:
     interval = 1.0 / fps if fps > 0 else 0.0
     next_due = time.monotonic()
     for index, (image, truth) in enumerate(frames):
@@ -243,10 +249,13 @@ def _publish_camera(publisher, collector: Collector, camera_id: str, frames, fps
         ts = time.time()
         frame_id = publisher.next_frame_id(camera_id, ts)
         collector.keep(camera_id, frame_id, image, truth)
-        publisher.publish(image, camera_id, frame_id=frame_id, ts=ts, meta={"frame_index": index})
+        meta = {"frame_index": index}
+        publisher.publish(image, camera_id, frame_id=frame_id, ts=ts, meta=meta, max_age_s=max_age_s)
 
 
-def summarise(collector: Collector, published: int, dropped: int, started: float) -> dict:
+def summarise(
+    collector: Collector, published: int, dropped: int, started: float, max_age_s: float | None = None
+) -> dict:
     results, dead = collector.results, collector.dead
     events = [e for frame_events in collector.events.values() for e in frame_events]
     ok = sum(r.status == "ok" for r in results)
@@ -258,7 +267,8 @@ def summarise(collector: Collector, published: int, dropped: int, started: float
         "frames_published": published,
         "frames_dropped": dropped,
         "results_ok": ok,
-        "results_stale": stale,
+        "results_stale": stale,  # an outcome like ok: older than max_age_s on arrival, or policy-dropped
+        "max_age_s": max_age_s,
         "dead_letters": len(dead),
         "dead_reasons": dict(Counter(d.reason for d in dead)),
         "balanced": published == ok + stale + len(dead),
@@ -344,6 +354,13 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         log_to_driver=options.verbose,
     ) as stack:  # fmt: skip
         settings = Settings(**stack.settings)
+        live_max_age = settings.live_max_age_s if options.max_age_s is None else options.max_age_s
+        from workers.commands.publish import source_max_age
+
+        if options.videos:
+            ages = [source_max_age(src.kind, live_max_age) for src in sources]
+        else:  # the synthetic cameras stand for live ones
+            ages = [source_max_age("live", live_max_age)] * len(cameras)
         collector = Collector(
             settings, out_dir, fps=_video_rate(options, sources if options.videos else None)
         )
@@ -355,9 +372,11 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         started = time.monotonic()
         threads = [
             threading.Thread(
-                target=_publish_camera, args=(publisher, collector, cam, frames, synthetic_fps), daemon=True
+                target=_publish_camera,
+                args=(publisher, collector, cam, frames, synthetic_fps, age),
+                daemon=True,
             )
-            for cam, frames in cameras.items()
+            for (cam, frames), age in zip(cameras.items(), ages, strict=True)
         ]
         for thread in threads:
             thread.start()
@@ -371,7 +390,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         publisher.close()
         if view is not None:
             view.stop()
-    summary = summarise(collector, published, dropped, started)
+    summary = summarise(collector, published, dropped, started, max(ages, key=lambda a: a or 0.0))
     summary["view_url"] = view.url if view is not None else None
     if options.json_summary:
         options.json_summary.parent.mkdir(parents=True, exist_ok=True)

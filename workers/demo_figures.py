@@ -130,13 +130,20 @@ def activity_figures(confusion: Counter[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
+def _stale_note(summary: dict) -> str:
+    """Why frames may be stale: the cameras' own bound (live frames older than it on arrival)."""
+    max_age = summary.get("max_age_s")
+    return f"  (live frames older than {max_age:g} s on arrival are stale)" if max_age else ""
+
+
 def format_summary(summary: dict) -> str:
     lat, flat = summary["latency_ms"], summary["frame_latency_ms"]
     activities = ", ".join(f"{k} {v}" for k, v in summary["activities"].items()) or "none"
     lines = [
         "── posestream demo summary " + "─" * 40,
         f"frames published   {summary['frames_published']}  (dropped: {summary['frames_dropped']})",
-        f"results            ok {summary['results_ok']}, stale {summary['results_stale']}",
+        f"results            ok {summary['results_ok']}, stale {summary['results_stale']}"
+        + _stale_note(summary),
         f"dead letters       {summary['dead_letters']} {summary['dead_reasons'] or ''}",
         f"balanced           {'yes' if summary['balanced'] else 'NO'}  (published == ok + stale + dead)",
         f"persons            {summary['persons']} in {summary['frames_with_persons']} frames "

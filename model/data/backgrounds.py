@@ -230,3 +230,20 @@ def light_direction(rng: np.random.Generator) -> np.ndarray:
     """Unit 2D vector toward the light in image coordinates (mostly from above)."""
     angle = float(rng.uniform(-math.pi * 0.9, -math.pi * 0.1))
     return np.array([math.cos(angle), math.sin(angle)])
+
+
+EMPTY_FRAME_KINDS = 4  # 0, 1: drawn backgrounds; 2: uniform noise; 3: Gaussian noise
+
+
+def empty_frame(rng: np.random.Generator, width: int, height: int, kind: int) -> np.ndarray:
+    """A BGR uint8 frame that holds nobody: a drawn background (``kind`` 0, 1), uniform noise (2) or
+    Gaussian noise of random level (3) — what an empty or dark camera shows."""
+    if not 0 <= kind < EMPTY_FRAME_KINDS:
+        raise ValueError(f"kind must be in 0..{EMPTY_FRAME_KINDS - 1}, got {kind}")
+    if kind < 2:
+        horizon = float(rng.uniform(0.25, 0.6))
+        return finish_image(make_background(rng, width, height, horizon), rng)
+    if kind == 2:
+        return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    noise = rng.normal(float(rng.uniform(60, 190)), float(rng.uniform(10, 60)), (height, width, 3))
+    return np.clip(noise, 0, 255).astype(np.uint8)

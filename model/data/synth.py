@@ -10,6 +10,10 @@ Layout::
 Image ``i`` is drawn from ``SeedSequence([seed, i])`` alone, so output is byte-identical for a
 seed whatever the number of worker processes, and the JSON key order is fixed.
 
+``empty_fraction`` of the train images hold nobody (drawn backgrounds and noise, drawn from
+``SeedSequence([seed, i, 1])``): images without annotations, as a real camera's feed has; the detector
+learns from them that texture is not a person. Val images always hold people.
+
 ``pose_prior="coco-sp"`` re-poses each person's arms and torso from real COCO poses
 (``model.data.pose_prior``); ``None`` keeps the built-in poses, byte for byte.
 """
@@ -28,6 +32,7 @@ import numpy as np
 import structlog
 from tqdm import tqdm
 
+from model.data.backgrounds import EMPTY_FRAME_KINDS, empty_frame
 from model.data.pose_prior import POSE_PRIORS, pose_sampler
 from model.data.scene import PersonTruth, annotation_is_usable, render_scene, sample_scene
 from model.data.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON, DEFAULT_ACTIVITIES
@@ -92,6 +97,23 @@ def render_example(
     return img, [t for t in truths if annotation_is_usable(t)]
 
 
+def render_empty_example(seed: int, index: int, width: int, height: int) -> np.ndarray:
+    """Image ``index`` of the dataset for ``seed`` when it is one of the empty ones."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index, 1]))
+    return empty_frame(rng, width, height, index % EMPTY_FRAME_KINDS)
+
+
+def empty_indices(images: int, empty_fraction: float, val: set[int]) -> set[int]:
+    """Evenly spread train images that hold nobody (never a val image)."""
+    if not 0.0 <= empty_fraction < 1.0:
+        raise ValueError(f"empty_fraction must be in [0, 1), got {empty_fraction}")
+    train = [index for index in range(images) if index not in val]
+    count = min(round(len(train) * empty_fraction), max(len(train) - 1, 0))
+    if count == 0:
+        return set()
+    return {train[int((k + 0.5) * len(train) / count)] for k in range(count)}
+
+
 def val_indices(images: int, val_fraction: float) -> set[int]:
     """Evenly spread validation images (at least one when a fraction is asked and there are 2+ images)."""
     if not 0.0 <= val_fraction < 1.0:
@@ -110,8 +132,12 @@ class _Job:
     max_people: int
     image_format: str
     pose_prior: str | None
+    empty: frozenset[int] = frozenset()
 
     def __call__(self, index: int) -> tuple[int, bytes, list[PersonTruth]]:
+        if index in self.empty:
+            img = render_empty_example(self.seed, index, self.width, self.height)
+            return index, encode_image(img, self.image_format), []
         img, truths = render_example(
             self.seed, index, self.width, self.height, self.max_people, self.pose_prior
         )
@@ -129,6 +155,7 @@ def generate_dataset(
     workers: int = 1,
     pose_prior: str | None = None,
     progress: bool = True,
+    empty_fraction: float = 0.0,
 ) -> dict:
     """Render ``images`` pictures and write COCO JSON for the train/val splits; returns a summary."""
     if images < 1:
@@ -148,9 +175,10 @@ def generate_dataset(
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     val = val_indices(images, val_fraction)
+    empty = empty_indices(images, empty_fraction, val)
     datasets = {split: {"images": [], "annotations": []} for split in SPLITS}
     activity_counts: Counter[str] = Counter()
-    job = _Job(seed, width, height, max_people, image_format, pose_prior)
+    job = _Job(seed, width, height, max_people, image_format, pose_prior, frozenset(empty))
     started = time.perf_counter()
     ann_id = 0
     bar = tqdm(total=images, desc="synth", unit="img", disable=not progress)
@@ -196,6 +224,7 @@ def generate_dataset(
         "out": str(out),
         "images": {split: len(datasets[split]["images"]) for split in SPLITS},
         "annotations": {split: len(datasets[split]["annotations"]) for split in SPLITS},
+        "empty_images": len(empty),
         "activities": {name: activity_counts[name] for name in DEFAULT_ACTIVITIES},
         "seconds": round(seconds, 3),
         "images_per_second": round(images / max(seconds, 1e-9), 2),

@@ -16,7 +16,13 @@ Deterministic for a seed on a given machine and thread count: the data are a fun
 nothing depends on the clock (the recipe is sized by steps, not by time). ``--smoke`` runs the same recipe
 with tiny sizes (a few minutes) to prove it works.
 
-Run:  ``python -m model.evaluation.demo_weights [--seed 0] [--smoke]``  (what ``make demo-weights`` does).
+Stage 2 (``--continue-from CKPT``, ``Recipe.continued``): the run starts from a finished checkpoint; the
+parts in ``fresh_parts`` (the detector) are set back to fresh weights and trained again, the parts given
+0 epochs are kept as they are, and the synthetic set is the same seed's with ``empty_fraction`` of its
+train images replaced by frames that hold nobody (the detector's negatives). The input's sha256 is part
+of the recipe. ``make demo-weights`` is stage 1 (from nothing) followed by stage 2 (from stage 1).
+
+Run:  ``python -m model.evaluation.demo_weights [--seed 0] [--smoke] [--continue-from CKPT]``.
 """
 
 from __future__ import annotations
@@ -94,6 +100,26 @@ class Recipe:
     empty_frames: int = 40
     unseen_scenes: int = 40  # scenes of a seed the recipe never draws, at the display threshold
     workers: int = 1  # DataLoader processes (results do not depend on it)
+    empty_fraction: float = 0.0  # train images with nobody in them (detector negatives)
+    init_checkpoint: str | None = None  # continue from this finished checkpoint (repo-relative path)
+    init_sha256: str | None = None  # ... whose bytes are these
+    fresh_parts: tuple[str, ...] = ()  # parts of the input checkpoint trained again from fresh weights
+
+    def continued(self, checkpoint: Path) -> Recipe:
+        """Stage 2: from ``checkpoint`` (stage 1), the detector trained again from fresh weights for the
+        same epochs on the same images, a tenth of the train images replaced by empty frames (drawn
+        backgrounds, noise) — its negatives; keypoints, PRN and activity are kept (0 epochs). Stage 1's
+        detector is the control: the one change is the empty frames."""
+        return dataclasses.replace(
+            self,
+            keypoint_epochs=0,
+            prn_epochs=0,
+            activity_epochs=0,
+            empty_fraction=0.1,
+            fresh_parts=("detection",),
+            init_checkpoint=_repo_path(checkpoint),
+            init_sha256=hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+        )
 
     @classmethod
     def smoke(cls, seed: int = 0) -> Recipe:
@@ -123,6 +149,11 @@ class Recipe:
         )
 
 
+def _repo_path(path: Path) -> str:
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(resolved)
+
+
 def _timed(label: str, timings: dict[str, dict[str, float]], function: Any, *args: Any, **kwargs: Any) -> Any:
     wall, cpu = time.perf_counter(), time.process_time()
     result = function(*args, **kwargs)
@@ -146,6 +177,7 @@ def make_data(recipe: Recipe, folder: Path) -> dict[str, Any]:
         size=(recipe.size, recipe.size),
         max_people=recipe.max_people,
         progress=False,
+        empty_fraction=recipe.empty_fraction,
     )
 
 
@@ -165,10 +197,9 @@ def part_config(recipe: Recipe, part: str, data: Path, checkpoint: Path, runs: P
         crop_side=crop,
         precision=precision,
         channels_last=precision == "bf16",  # no gain in fp32 (1.76 against 1.70 s a step on AVX2)
-        workers=recipe.workers,
+        loader_workers=recipe.workers,
         seed=recipe.seed,
         device="cpu",
-        resume=(runs / f"{part}.resume.pt").is_file(),
         max_steps_per_epoch=recipe.steps_per_epoch,
         progress=False,
     )
@@ -206,6 +237,59 @@ def train_part(
     config = part_config(recipe, part, data, checkpoint, runs, poses)
     state = _timed(f"train {part}", timings, TRAINERS[part], config)
     return {"epochs": state.epoch, "steps": state.step, "last": state.history[-1] if state.history else {}}
+
+
+def kept(recipe: Recipe, part: str) -> bool:
+    """A continued run keeps the input checkpoint's ``part`` as it is when it gives the part no epoch."""
+    epochs = {
+        "keypoints": recipe.keypoint_epochs,
+        "detection": recipe.detection_epochs,
+        "prn": recipe.prn_epochs,
+        "activity": recipe.activity_epochs,
+    }[part]
+    return recipe.init_checkpoint is not None and epochs == 0
+
+
+def train_activity_on_found_poses(
+    recipe: Recipe, data: Path, fp32: Path, runs: Path, poses: Path, timings: dict
+) -> dict[str, Any]:
+    """The poses the trained pipeline finds on the train images, then activity on those and the
+    ground-truth poses (ground-truth poses alone where the pipeline matched nobody)."""
+    if not poses.is_file():
+        extract_train_poses(recipe, fp32, data, poses, timings)
+    found = json.loads(poses.read_text())["summary"]["poses"]
+    if not found:  # e.g. --smoke's barely trained detector: ground-truth poses alone
+        log.warning("the trained pipeline matched no person on the train images", poses=str(poses))
+    return train_part(recipe, "activity", data, fp32, runs, timings, poses if found else None)
+
+
+def start_from(recipe: Recipe, fp32: Path) -> None:
+    """The continued run's starting point: the input checkpoint (checked against the recipe's digest),
+    in fp32, with its trained parts."""
+    from model.checkpoint import load_checkpoint, save_checkpoint
+
+    source = Path(recipe.init_checkpoint or "")
+    source = source if source.is_absolute() else REPO / source
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    if digest != recipe.init_sha256:
+        raise ValueError(f"{source} has sha256 {digest}, the recipe was made for {recipe.init_sha256}")
+    model, meta = load_checkpoint(source)
+    if recipe.fresh_parts:
+        from model.multiposenet import MultiPoseNet
+
+        torch.manual_seed(recipe.seed)
+        fresh = MultiPoseNet(model.config)  # the initialisation a from-scratch run gives these parts
+        for part in recipe.fresh_parts:
+            model.load_part_state_dict(part, fresh.part_state_dict(part))
+            model.trained_parts.discard(part)
+    save_checkpoint(fp32, model, version=str(meta["version"]))
+    log.info(
+        "continuing from",
+        checkpoint=str(source),
+        version=meta["version"],
+        kept=sorted(model.trained_parts),
+        fresh=list(recipe.fresh_parts),
+    )
 
 
 def extract_train_poses(recipe: Recipe, checkpoint: Path, data: Path, out: Path, timings: dict) -> Path:
@@ -393,9 +477,20 @@ def write_card(
     body = [
         f"# Demo checkpoint `{checkpoint.name}`",
         "",
-        "The `demo` preset (ResNet-18, FPN 128) trained from scratch on synthetic people only, all four "
+        "The `demo` preset (ResNet-18, FPN 128) trained on synthetic people only, all four "
         "parts, stored in half precision and shipped inside the wheel (`model/weights/`). "
         "`posestream infer`, `serve` and `demo` load it by default.",
+        "",
+        (
+            f"Stage 2, from `{recipe.init_checkpoint}` (sha256 `{recipe.init_sha256}`, stage 1, trained "
+            "from scratch; its card is in the git history of this file): "
+            f"{', '.join(recipe.fresh_parts) or 'no part'} trained again from fresh weights on the "
+            f"same synthetic set (seed {recipe.seed}) with {recipe.empty_fraction:.0%} of its train images "
+            "replaced by frames without people; every part given 0 epochs below is stage 1's, unchanged. "
+            "The times below are this stage's only."
+            if recipe.init_checkpoint
+            else "Trained from scratch (random weights)."
+        ),
         "",
         f"- command: `{command}`",
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
@@ -467,18 +562,20 @@ def build(
         _timed("synthetic data", timings, make_data, recipe, data)
         (data / "COMPLETE").write_text(recipe_text)
         save_timings()
+    if recipe.init_checkpoint is not None and not fp32.is_file():
+        start_from(recipe, fp32)
     history: dict[str, Any] = {}
     for part in ("keypoints", "detection", "prn"):
+        if kept(recipe, part):
+            history[part] = {"kept_from": recipe.init_checkpoint}
+            continue
         history[part] = train_part(recipe, part, data, fp32, runs, timings, None)
         save_timings()
-    if not poses.is_file():
-        extract_train_poses(recipe, fp32, data, poses, timings)
+    if kept(recipe, "activity"):
+        history["activity"] = {"kept_from": recipe.init_checkpoint}
+    else:
+        history["activity"] = train_activity_on_found_poses(recipe, data, fp32, runs, poses, timings)
         save_timings()
-    found = json.loads(poses.read_text())["summary"]["poses"]
-    if not found:  # e.g. --smoke's barely trained detector: ground-truth poses alone
-        log.warning("the trained pipeline matched no person on the train images", poses=str(poses))
-    history["activity"] = train_part(recipe, "activity", data, fp32, runs, timings, poses if found else None)
-    save_timings()
     half = to_half(fp32, work_dir / "model_fp16.pt", version)
     results = evaluate(recipe, half, data, eval_dir, timings)
     save_timings()
@@ -524,6 +621,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fresh", action="store_true", help="start afresh even where WORK_DIR holds a run of this recipe"
     )
+    parser.add_argument(
+        "--continue-from",
+        type=Path,
+        default=None,
+        help="stage 2: continue from this finished checkpoint on a fresh set of --seed (see the docstring)",
+    )
     args = parser.parse_args(argv)
     recipe = Recipe.smoke(args.seed) if args.smoke else Recipe(seed=args.seed)
     overrides = {
@@ -535,11 +638,17 @@ def main(argv: list[str] | None = None) -> int:
         }.items()
         if value is not None
     }
+    if args.continue_from is not None:
+        recipe = recipe.continued(args.continue_from)
     recipe = dataclasses.replace(recipe, **overrides)
     out = args.out or (args.work_dir / "demo-smoke.pt" if args.smoke else DEFAULT_CHECKPOINT)
     arguments = sys.argv[1:] if argv is None else argv
     command = args.record_command or shlex.join(["python", "-m", "model.evaluation.demo_weights", *arguments])
     version = f"demo-synthetic-seed{recipe.seed}" + ("-smoke" if args.smoke else "")
+    if args.continue_from is not None:
+        from model.checkpoint import load_checkpoint
+
+        version = f"{load_checkpoint(args.continue_from)[1]['version']}+empty-frames"
     figures = build(recipe, out, args.work_dir, command, version, fresh=args.fresh)
     print(json.dumps(figures, indent=2))
     return 0

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from model.data.backgrounds import finish_image, make_background
+from model.data.backgrounds import empty_frame
 
 
 @dataclass(frozen=True)
@@ -38,18 +38,7 @@ def empty_frames(count: int, seed: int, size: tuple[int, int] = (480, 480)) -> l
         raise ValueError(f"count must be at least 1, got {count}")
     height, width = size
     rng = np.random.default_rng(seed)
-    frames = []
-    for index in range(count):
-        kind = index % 4
-        if kind < 2:
-            horizon = float(rng.uniform(0.25, 0.6))
-            frames.append(finish_image(make_background(rng, width, height, horizon), rng))
-        elif kind == 2:
-            frames.append(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-        else:
-            noise = rng.normal(float(rng.uniform(60, 190)), float(rng.uniform(10, 60)), (height, width, 3))
-            frames.append(np.clip(noise, 0, 255).astype(np.uint8))
-    return frames
+    return [empty_frame(rng, width, height, index % 4) for index in range(count)]
 
 
 def evaluate_empty_frames(

@@ -91,6 +91,7 @@ class CocoKeypoints:
         require_labelled: bool = True,
         activities: tuple[str, ...] | None = None,
         max_images: int | None = None,
+        include_empty: bool = False,
     ) -> None:
         from pycocotools.coco import COCO  # heavy-ish import; only when a dataset is built
 
@@ -101,7 +102,10 @@ class CocoKeypoints:
             self.coco = COCO(str(self.annotation_file))
         person_ids = self.coco.getCatIds(catNms=["person"]) or sorted(self.coco.cats)
         self.category_id = person_ids[0]
-        ids = sorted(self.coco.getImgIds(catIds=[self.category_id]))
+        # include_empty: also the images with no person at all (negatives for the detector)
+        ids = sorted(
+            self.coco.getImgIds() if include_empty else self.coco.getImgIds(catIds=[self.category_id])
+        )
         if require_labelled:
             ids = [i for i in ids if any(_labelled(a) for a in self._annotations(i))]
         if not ids:

@@ -98,20 +98,27 @@ class TrainConfig(BaseSettings):
     # both are used (ground-truth and predicted poses, split by image)
     poses: Path | None = None
     checkpoint: Path = Path("checkpoints/model.pt")  # read (when present) and written
-    out: Path = Path("runs")  # curves, logs, resume state
+    out: Path = Path("runs")  # curves, history; the run checkpoints too unless ``storage`` is given
+    # Where the run checkpoints go (model/train/reporting.py): a path, or under Ray Train a URI
+    # (s3://, gs://) or a shared (NFS) path every node sees. None: ``out``. A run resumes from its latest
+    # checkpoint there unless ``fresh``.
+    storage: str | None = None
+    fresh: bool = False
     preset: Literal["demo", "default"] = "default"  # model sizes when the checkpoint does not exist yet
     # A fresh network's square canvas side (None: the preset's). People are scaled onto this canvas as at
     # inference; ``crop_side`` (None: the canvas) cuts smaller training windows from it (cheaper steps).
     input_size: int | None = Field(None, ge=32)
     crop_side: int | None = Field(None, ge=32)
     # bf16: autocast of the keypoint/detection forward (CPU with AVX-512 BF16 or CUDA); fp32 master weights.
+    # fp16: the same on CUDA with a gradient scaler (refused on a CPU).
     # auto: bf16 only where the hardware has it (model/train/precision.py: emulated bf16 is 10x slower).
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
     channels_last: bool = False  # NHWC tensors for the convolutions (faster oneDNN/cuDNN kernels)
-    workers: int = Field(2, ge=0)
+    loader_workers: int = Field(2, ge=0)  # DataLoader processes (per training worker under Ray Train)
+    # Across N training workers: --batch-size is per worker; "linear" multiplies lr by N (distributed.py)
+    lr_scaling: Literal["linear", "none"] = "linear"
     seed: int = 0
     device: str | None = None  # None/"auto": CUDA when present
-    resume: bool = False
     # A new network's trunk: "imagenet" (torchvision's weights, the seed's start), a state dict PATH, or
     # "none" (random). None: the preset's ("imagenet" for default, "none" for the drawn-people demo).
     backbone_weights: str | None = None

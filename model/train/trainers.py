@@ -9,7 +9,9 @@
 * ``train_activity`` — activity MLP on normalised keypoints: Adam (1e-3), ReduceLROnPlateau(0.1),
   cross-entropy.
 
-Each returns its ``RunState`` (epochs done, steps, per-epoch history).
+Each returns its ``RunState`` (epochs done, steps, per-epoch history). The same functions run in one
+process and in each of N data-parallel workers (``workers/train_ray.py`` hands them a Ray Train reporter;
+``model/train/distributed.py`` has the DDP wrapping, the data split and the batch/lr rule).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from model.multiposenet import MultiPoseNet
 from model.train.augment import AugmentConfig
 from model.train.coco import CocoKeypoints
 from model.train.config import TrainConfig
+from model.train.distributed import distribute, mean_across_workers, sampler_for, scaled_for_world
 from model.train.loop import (
     Run,
     RunState,
@@ -36,8 +39,10 @@ from model.train.loop import (
     run_epoch,
     seed_epoch,
     seed_everything,
+    set_sampler_epoch,
 )
-from model.train.precision import resolve_precision
+from model.train.precision import MixedPrecision
+from model.train.reporting import TrainingReporter
 from model.train.samples import ActivityPoseSet, PrnTrainingSet, assignment_accuracy
 from model.train.schedule import multistep_factor, set_lr, step_decay_lr, warmup_factor
 from model.train.targets import PoseTrainingSet, collate_pose_batch
@@ -46,7 +51,11 @@ log = structlog.get_logger()
 
 
 def open_source(
-    config: TrainConfig, split: str, required: bool = True, require_labelled: bool = True
+    config: TrainConfig,
+    split: str,
+    required: bool = True,
+    require_labelled: bool = True,
+    include_empty: bool = False,
 ) -> CocoKeypoints | None:
     """The COCO-format split named by --coco-root or --data (None for a missing optional split)."""
     root = config.coco_root or config.data
@@ -54,7 +63,11 @@ def open_source(
         raise ValueError("give --data DIR (synthetic / COCO-format folder) or --coco-root DIR (COCO 2017)")
     try:
         return CocoKeypoints.from_root(
-            root, split, max_images=config.max_images, require_labelled=require_labelled
+            root,
+            split,
+            max_images=config.max_images,
+            require_labelled=require_labelled,
+            include_empty=include_empty,
         )
     except ValueError:
         if required:
@@ -66,13 +79,16 @@ def _loader(
     dataset: Any, batch_size: int, config: TrainConfig, shuffle: bool, collate: Any = None
 ) -> DataLoader:
     generator = torch.Generator().manual_seed(config.seed)
+    sampler = sampler_for(dataset, shuffle, config.seed)  # None in one process: the seeded shuffle below
+    count = len(sampler) if sampler is not None else len(dataset)
     return DataLoader(
         dataset,
-        batch_size=min(batch_size, len(dataset)),
-        shuffle=shuffle,
-        num_workers=config.workers,
+        batch_size=min(batch_size, count),
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=config.loader_workers,
         collate_fn=collate,
-        drop_last=shuffle and len(dataset) > batch_size,
+        drop_last=shuffle and count > batch_size,
         generator=generator,
         persistent_workers=False,
         pin_memory=torch.cuda.is_available(),
@@ -106,10 +122,13 @@ def _pose_loader(
     any_person: bool = False,
     whole_image: bool = False,
 ):
-    """any_person: also images whose people all lack keypoints (the detector learns from them too).
+    """any_person: also images whose people all lack keypoints, and images with nobody in them (the
+    detector learns from both).
     whole_image: views centred on the image, no rotation (RetinaNet's training: flips and scales only;
     rotated boxes would grow to enclose the rotated corners)."""
-    source = open_source(config, split, required=split == "train", require_labelled=not any_person)
+    source = open_source(
+        config, split, required=split == "train", require_labelled=not any_person, include_empty=any_person
+    )
     if source is None:
         return None
     augment_values = config.augment.model_dump()
@@ -141,10 +160,8 @@ def _pose_loader(
 
 
 def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast of the forward pass when asked (weights, optimizer and loss reduction stay fp32)."""
-    if resolve_precision(config.precision, device) == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """bf16/fp16 autocast of the forward pass when asked (weights, optimizer, loss reduction stay fp32)."""
+    return MixedPrecision(config.precision, device).autocast()
 
 
 def to_memory_format(images: torch.Tensor, config: TrainConfig) -> torch.Tensor:
@@ -170,10 +187,11 @@ def set_batchnorm_eval(module: nn.Module) -> None:
             child.eval()
 
 
-def train_keypoints(config: TrainConfig) -> RunState:
+def train_keypoints(config: TrainConfig, reporter: TrainingReporter | None = None) -> RunState:
+    config = scaled_for_world(config, "keypoints")
     seed_everything(config.seed)
     model = load_or_build_model(config)
-    run = Run("keypoints", config, model)
+    run = Run("keypoints", config, model, reporter)
     hyper = config.keypoints
     model.to(run.device).train()
     train_loader = _pose_loader(config, model, "train", hyper.batch_size, augment=True)
@@ -183,12 +201,13 @@ def train_keypoints(config: TrainConfig) -> RunState:
     params = [p for m in model.part_modules("keypoint") for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=hyper.lr, weight_decay=hyper.weight_decay)
     run.restore(optimizer)
+    net = distribute(model, params, run.device)
     total_steps = hyper.epochs * _steps(train_loader, config)
 
-    def losses_of(batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def losses_of(batch: dict[str, Any], forward: nn.Module = net) -> tuple[torch.Tensor, dict[str, float]]:
         images = to_memory_format(batch["images"].to(run.device, non_blocking=True), config)
-        with autocast(config, run.device):
-            losses = model(images, _pose_targets(batch, run.device, keypoints=True, boxes=False))
+        with run.precision.autocast():
+            losses = forward(images, _pose_targets(batch, run.device, keypoints=True, boxes=False))
         losses = {key: value.float() for key, value in losses.items()}
         loss = losses["keypoint_heatmap"] + hyper.intermediate_weight * losses.get(
             "keypoint_intermediate", 0.0
@@ -203,9 +222,7 @@ def train_keypoints(config: TrainConfig) -> RunState:
             lr = keypoint_lr(config, epoch, run.state.step, total_steps)
             set_lr(optimizer, lr)
             loss, parts = losses_of(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            run.precision.step(loss, optimizer)
             run.state.step += 1
             return {"loss": float(loss.detach()), **parts, "lr": lr}
 
@@ -217,10 +234,14 @@ def train_keypoints(config: TrainConfig) -> RunState:
             run.state.step_losses,
             f"keypoints {epoch}/{hyper.epochs}",
             config.progress,
+            run.state.throughput,
         )
         if val_loader is not None:
             # the final map's own loss too: it is what inference uses (intermediate levels are training aids)
-            metrics["val_loss"], val_parts = _validate(model, val_loader, config, losses_of)
+            # each worker validates its share of the val split; end_epoch averages the workers' figures
+            metrics["val_loss"], val_parts = _validate(
+                model, val_loader, config, lambda batch: losses_of(batch, model)
+            )
             metrics["val_heatmap"] = val_parts.get("keypoint_heatmap", float("nan"))
             # the loss alone cannot tell learning from collapse: a subnet that predicts flat maps scores a
             # similar loss (all background) — its joint peaks stay near 0 instead of approaching 1
@@ -277,7 +298,8 @@ def freeze_keypoint_path(model: MultiPoseNet) -> list[nn.Module]:
     return frozen
 
 
-def train_detection(config: TrainConfig) -> RunState:
+def train_detection(config: TrainConfig, reporter: TrainingReporter | None = None) -> RunState:
+    config = scaled_for_world(config, "detection")
     seed_everything(config.seed)
     model = load_or_build_model(config)
     if "keypoint" not in model.trained_parts:
@@ -285,7 +307,7 @@ def train_detection(config: TrainConfig) -> RunState:
             "training detection on an untrained backbone: run `train keypoints` first",
             checkpoint=str(config.checkpoint),
         )
-    run = Run("detection", config, model)
+    run = Run("detection", config, model, reporter)
     hyper = config.detection
     model.to(run.device).train()
     frozen = freeze_keypoint_path(model)
@@ -297,6 +319,7 @@ def train_detection(config: TrainConfig) -> RunState:
     params = [p for m in model.part_modules("detection") for p in m.parameters()]
     optimizer = torch.optim.SGD(params, lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay)
     run.restore(optimizer)
+    net = distribute(model, params, run.device)
 
     for epoch in range(run.state.epoch + 1, hyper.epochs + 1):
         seed_epoch(config, epoch, train_loader)
@@ -309,19 +332,15 @@ def train_detection(config: TrainConfig) -> RunState:
             lr = epoch_lr * warmup_factor(run.state.step, hyper.warmup_iters, hyper.warmup_start_factor)
             set_lr(optimizer, lr)
             images = to_memory_format(batch["images"].to(run.device, non_blocking=True), config)
-            with autocast(config, run.device):
-                losses = model(images, _pose_targets(batch, run.device, keypoints=False, boxes=True))
+            with run.precision.autocast():
+                losses = net(images, _pose_targets(batch, run.device, keypoints=False, boxes=True))
             losses = {key: value.float() for key, value in losses.items()}
             loss = losses["detection_classification"] + losses["detection_box"]
             if not math.isfinite(float(loss.detach())):
                 raise FloatingPointError(
                     f"detection loss is {float(loss.detach())} at step {run.state.step}; lower --lr"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if hyper.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, hyper.grad_clip_norm)
-            optimizer.step()
+            run.precision.step(loss, optimizer, params, hyper.grad_clip_norm)
             run.state.step += 1
             return {
                 "loss": float(loss.detach()),
@@ -337,15 +356,17 @@ def train_detection(config: TrainConfig) -> RunState:
             run.state.step_losses,
             f"detection {epoch}/{hyper.epochs}",
             config.progress,
+            run.state.throughput,
         )
         run.end_epoch(metrics, optimizer)
     return run.state
 
 
-def train_prn(config: TrainConfig) -> RunState:
+def train_prn(config: TrainConfig, reporter: TrainingReporter | None = None) -> RunState:
+    config = scaled_for_world(config, "prn")
     seed_everything(config.seed)
     model = load_or_build_model(config)
-    run = Run("prn", config, model)
+    run = Run("prn", config, model, reporter)
     hyper = config.prn
     prn = model.prn.to(run.device)
     real_train = _real_pose_train_part() if hyper.real_pose_fraction > 0 else None
@@ -366,10 +387,11 @@ def train_prn(config: TrainConfig) -> RunState:
     train_loader = _loader(train_set, hyper.batch_size, config, shuffle=True)
     optimizer = torch.optim.Adam(prn.parameters(), lr=hyper.lr)
     run.restore(optimizer)
+    forward = distribute(prn, prn.parameters(), run.device)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
         inputs, targets = (t.to(run.device, non_blocking=True) for t in batch)
-        loss = prn.loss(prn(inputs), targets)["prn"]
+        loss = prn.loss(forward(inputs), targets)["prn"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -377,6 +399,7 @@ def train_prn(config: TrainConfig) -> RunState:
         return {"loss": float(loss.detach()), "lr": hyper.lr}
 
     for epoch in range(run.state.epoch + 1, hyper.epochs + 1):
+        set_sampler_epoch(epoch, train_loader)
         prn.train()
         batches = limited(train_loader, config.max_steps_per_epoch)
         metrics = run_epoch(
@@ -386,6 +409,7 @@ def train_prn(config: TrainConfig) -> RunState:
             run.state.step_losses,
             f"prn {epoch}/{hyper.epochs}",
             config.progress,
+            run.state.throughput,
         )
         if val_set is not None:
             metrics["val_loss"] = _mean_loss(
@@ -431,10 +455,11 @@ def activity_dataset(config: TrainConfig, activities: tuple[str, ...]) -> Activi
     return parts[0] if len(parts) == 1 else ActivityPoseSet.concat(parts)
 
 
-def train_activity(config: TrainConfig) -> RunState:
+def train_activity(config: TrainConfig, reporter: TrainingReporter | None = None) -> RunState:
+    config = scaled_for_world(config, "activity")
     seed_everything(config.seed)
     model = load_or_build_model(config)
-    run = Run("activity", config, model)
+    run = Run("activity", config, model, reporter)
     hyper = config.activity
     classifier = model.activity.to(run.device)
     poses = activity_dataset(config, model.activities)
@@ -453,10 +478,11 @@ def train_activity(config: TrainConfig) -> RunState:
         optimizer, mode="min", factor=hyper.plateau_factor, patience=hyper.plateau_patience
     )
     run.restore(optimizer, scheduler)
+    forward = distribute(classifier, classifier.parameters(), run.device)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
         features, labels = (t.to(run.device) for t in batch)
-        logits = classifier(features)
+        logits = forward(features)
         loss = classifier.loss(logits, labels)["activity"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -466,6 +492,7 @@ def train_activity(config: TrainConfig) -> RunState:
         return {"loss": float(loss.detach()), "accuracy": accuracy, "lr": optimizer.param_groups[0]["lr"]}
 
     for epoch in range(run.state.epoch + 1, hyper.epochs + 1):
+        set_sampler_epoch(epoch, train_loader)
         classifier.train()
         batches = limited(train_loader, config.max_steps_per_epoch)
         metrics = run_epoch(
@@ -475,6 +502,7 @@ def train_activity(config: TrainConfig) -> RunState:
             run.state.step_losses,
             f"activity {epoch}/{hyper.epochs}",
             config.progress,
+            run.state.throughput,
         )
         if len(val_set):
             metrics["val_loss"] = _mean_loss(
@@ -489,6 +517,7 @@ def train_activity(config: TrainConfig) -> RunState:
             if len(val_by_source) > 1:  # e.g. val_accuracy_predicted: on the poses the model will see
                 for source, subset in val_by_source.items():
                     metrics[f"val_accuracy_{source}"] = _accuracy(classifier, subset, run.device)
+        metrics = mean_across_workers(metrics)  # the plateau rule sees the same loss on every worker
         scheduler.step(metrics.get("val_loss", metrics["loss"]))
         run.end_epoch(metrics, optimizer, scheduler)
     return run.state

@@ -131,10 +131,12 @@ class FramePublisher:
         frame_id: int | None = None,
         ts: float | None = None,
         meta: Meta | None = None,
+        max_age_s: float | None = None,
     ) -> PublishOutcome:
         """Encode and XADD one frame; raises ``BackpressureTimeout`` (policy wait), ``FrameTooLarge`` (over
         the payload limit: refused before XADD) or pydantic's ``ValidationError`` for a bad camera id /
-        frame id / meta."""
+        frame id / meta. ``max_age_s`` (a live source's frames): older than that when the worker reads
+        it, the frame gets a ``stale`` result instead of running."""
         ts = time.time() if ts is None else float(ts)
         if frame_id is None:
             frame_id = self.next_frame_id(camera_id, ts)
@@ -148,6 +150,7 @@ class FramePublisher:
             ts=ts,
             image=encode_image(image, self.jpeg_quality),
             meta=meta,
+            max_age_s=max_age_s,
         )
         payload = frame.to_bytes()
         if len(payload) > self.settings.max_payload_bytes:

@@ -45,6 +45,13 @@ def synth(
             "walkers and runners keep their arm swing. Default: the built-in poses."
         ),
     ),
+    empty_fraction: float = typer.Option(
+        0.0,
+        "--empty-fraction",
+        min=0.0,
+        max=0.9,
+        help="Share of train images that hold nobody (backgrounds, noise): negatives for the detector.",
+    ),
 ) -> None:
     """Render a COCO person-keypoints dataset of synthetic people with activity labels."""
     from model.data.coco_sp import CocoSpUnavailableError
@@ -61,6 +68,7 @@ def synth(
             image_format=image_format,
             workers=workers,
             pose_prior=pose_prior,
+            empty_fraction=empty_fraction,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -38,6 +38,14 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, help="Show the Ray/Serve replicas' logs."),
         view: bool = typer.Option(True, "--view/--no-view", help="Serve the live view while the demo runs."),
         view_port: int = typer.Option(8080, help="The live view's port (a free one if taken)."),
+        max_age: float | None = typer.Option(
+            None,
+            "--max-age",
+            min=0,
+            help="Seconds a camera's frame may wait before it is answered stale (default "
+            "POSESTREAM_LIVE_MAX_AGE_S, 2; 0: never). The synthetic cameras are live; video files never "
+            "expire.",
+        ),
     ) -> None:
         """Run posestream end to end on this machine and print what it sees."""
         from workers.demo import DemoOptions, run_demo
@@ -60,6 +68,7 @@ def register(app: typer.Typer) -> None:
             verbose=verbose,
             view=view,
             view_port=view_port,
+            max_age_s=max_age,
         )
         if not no_frames:
             typer.echo(f"annotated frames go to {out_dir.resolve()}", err=True)

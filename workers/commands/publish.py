@@ -68,6 +68,12 @@ class _Progress:
         sys.stderr.flush()
 
 
+def source_max_age(kind: str, live_max_age_s: float) -> float | None:
+    """The ``max_age_s`` a source's frames carry: the live bound for live sources (a camera's picture moves
+    on), none for files and folders (``FrameSource.kind``) or when the bound is 0."""
+    return live_max_age_s if kind == "live" and live_max_age_s > 0 else None
+
+
 def run_publish(
     sources: list[str],
     camera_ids: list[str],
@@ -79,8 +85,13 @@ def run_publish(
     max_backlog: int,
     max_frames: int | None,
     wait_timeout_s: float,
+    live_max_age_s: float = 0.0,
 ) -> dict[str, int]:
-    """Publish every source from its own thread until all end; returns the publisher's counts."""
+    """Publish every source from its own thread until all end; returns the publisher's counts.
+
+    Frames of live sources (webcams, capture URLs) carry ``max_age_s = live_max_age_s`` (0: none): once a
+    frame is older than that the worker answers it ``stale`` instead of queueing it. Files and folders
+    never carry it: their frames are worth running however late."""
     from workers.client import FramePublisher, FrameSource
     from workers.redacting import redact_url
 
@@ -95,11 +106,13 @@ def run_publish(
         try:
             # a capture URL's password must not ride along on the wire (meta reaches every subscriber)
             name = Path(redact_url(source.spec)).name[:120]
+            max_age_s = source_max_age(source.kind, live_max_age_s)
             for index, frame, ts in source.indexed():
                 if stop.is_set():
                     return
                 # frame_index joins results back to the source's frames (``posestream annotate``)
-                publisher.publish(frame, camera_id, ts=ts, meta={"source": name, "frame_index": index})
+                meta = {"source": name, "frame_index": index}
+                publisher.publish(frame, camera_id, ts=ts, meta=meta, max_age_s=max_age_s)
         except Exception as exc:  # reported once all threads end; the others go on
             errors.append(f"{camera_id}: {type(exc).__name__}: {exc}")
 
@@ -148,6 +161,13 @@ def register(app: typer.Typer) -> None:
         max_backlog: int = typer.Option(256, min=1, help="Frames queued per shard before backpressure."),
         max_frames: int | None = typer.Option(None, min=1, help="Stop each source after this many."),
         wait_timeout: float = typer.Option(60.0, help="Policy wait: give up after this many seconds."),
+        max_age: float | None = typer.Option(
+            None,
+            "--max-age",
+            min=0,
+            help="Seconds a live source's frame (webcam, capture URL) may wait before the worker answers "
+            "it stale (default POSESTREAM_LIVE_MAX_AGE_S, 2; 0: never). Files and folders never expire.",
+        ),
     ) -> None:
         """Publish frames to posestream, one camera per source, each from its own thread."""
         from workers.client import SourceError
@@ -155,6 +175,10 @@ def register(app: typer.Typer) -> None:
         if policy not in ("wait", "drop"):
             raise typer.BadParameter("must be 'wait' or 'drop'", param_hint="--policy")
         ids = _camera_ids(sources, camera_id)
+        if max_age is None:
+            from schemas.settings import Settings
+
+            max_age = Settings().live_max_age_s
         try:
             run_publish(
                 sources,
@@ -166,6 +190,7 @@ def register(app: typer.Typer) -> None:
                 max_backlog=max_backlog,
                 max_frames=max_frames,
                 wait_timeout_s=wait_timeout,
+                live_max_age_s=max_age,
             )
         except SourceError as exc:
             typer.echo(f"error: {exc}", err=True)

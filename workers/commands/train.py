@@ -1,7 +1,9 @@
 """``posestream train keypoints|detection|prn|activity``: the seed's four trainers.
 
 Run them in that order; each reads the checkpoint (when it exists) and writes its own part back into it.
-The same commands train on real COCO (``--coco-root``) and on the synthetic set (``--data``).
+The same commands train on real COCO (``--coco-root``) and on the synthetic set (``--data``), in this
+process or, with ``--num-workers N``, on N Ray Train workers (``workers/train_ray.py``, docs/TRAINING.md).
+A run continues from its latest run checkpoint in ``--storage`` (default ``--out``); ``--fresh`` starts over.
 """
 
 from __future__ import annotations
@@ -74,15 +76,48 @@ def _make_command(name: str):  # returns the Typer command function
             help="Training crop side, cut from the canvas at its scale. Default: the canvas.",
         ),
         precision: str = typer.Option(
-            "fp32", "--precision", help="fp32, bf16 (autocast, fp32 weights) or auto (bf16 where native)."
+            "fp32",
+            "--precision",
+            help=(
+                "fp32, bf16 (autocast, fp32 weights), fp16 (CUDA only, with a gradient scaler) or auto "
+                "(bf16 where native, else fp32)."
+            ),
         ),
         channels_last: bool = typer.Option(False, "--channels-last", help="NHWC convolutions."),
-        workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes."),
-        resume: bool = typer.Option(
-            False, "--resume", help="Continue from OUT/<trainer>.resume.pt (epoch + optimizer)."
+        loader_workers: int = typer.Option(
+            2, "--loader-workers", min=0, help="DataLoader processes (per training worker)."
+        ),
+        fresh: bool = typer.Option(
+            False, "--fresh", help="Start over: drop this trainer's run checkpoints in --storage first."
         ),
         out: Path = typer.Option(
-            Path("runs"), "--out", help="Folder for loss curves (PNG), history JSON and resume state."
+            Path("runs"), "--out", help="Folder for loss curves (PNG) and history JSON."
+        ),
+        storage: str | None = typer.Option(
+            None,
+            "--storage",
+            help=(
+                "Run checkpoints (resume state): a path, or with --num-workers a URI (s3://, gs://) or "
+                "a shared path all nodes see. Default: --out."
+            ),
+        ),
+        num_workers: int | None = typer.Option(
+            None,
+            "--num-workers",
+            min=1,
+            help="Train on N Ray Train workers (DDP; --batch-size per worker). Default: this process.",
+        ),
+        use_gpu: bool = typer.Option(False, "--use-gpu", help="With --num-workers: one GPU per worker."),
+        cpus_per_worker: float = typer.Option(
+            1.0, "--cpus-per-worker", min=0.001, help="With --num-workers: CPUs Ray reserves per worker."
+        ),
+        address: str | None = typer.Option(
+            None, "--address", help="With --num-workers: the Ray cluster (auto: the one `ray up` started)."
+        ),
+        lr_scaling: str = typer.Option(
+            "linear",
+            "--lr-scaling",
+            help="With N workers: linear (lr × N, the effective batch being N × --batch-size) or none.",
         ),
         seed: int = typer.Option(0, "--seed"),
         backbone_weights: str | None = typer.Option(
@@ -125,10 +160,12 @@ def _make_command(name: str):  # returns the Typer command function
             crop_side=crop_side,
             precision=precision,
             channels_last=channels_last,
-            workers=workers,
+            loader_workers=loader_workers,
             seed=seed,
             device=device,
-            resume=resume,
+            fresh=fresh,
+            storage=storage,
+            lr_scaling=lr_scaling,
             backbone_weights=backbone_weights,
             max_steps_per_epoch=max_steps,
         ).with_overrides(name, epochs, batch_size, lr)
@@ -136,8 +173,16 @@ def _make_command(name: str):  # returns the Typer command function
             config = config.model_copy(
                 update={"prn": config.prn.model_copy(update={"real_pose_fraction": real_pose_fraction})}
             )
+        if num_workers is None and (use_gpu or address is not None):
+            raise typer.BadParameter("--use-gpu and --address are for Ray Train runs: add --num-workers N")
         try:
-            state = TRAINERS[name](config)
+            if num_workers is None:
+                state = TRAINERS[name](config)
+            else:
+                from workers.train_ray import RayTrainSettings, run_ray_training
+
+                settings = RayTrainSettings(num_workers, use_gpu, address, cpus_per_worker)
+                state = run_ray_training(name, config, settings)
         except ValueError as exc:  # BackboneWeightsError too: offline imagenet, a file that does not fit
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc

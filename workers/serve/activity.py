@@ -13,6 +13,7 @@ from workers.serve.stage import ModelStageReplica
 @serve.deployment
 class ActivityClassifier(ModelStageReplica):
     stage_name = "activity"
+    part = "activity"  # built from the checkpoint's activity part alone: no backbone weights, no torchvision
 
     @staticmethod
     def make_stage(pipeline: Any) -> Any:

@@ -162,9 +162,14 @@ class FrameConsumer:
             await asyncio.sleep(self._stats_interval_s)
 
     async def _report(self) -> None:
+        try:  # the window follows the backbone's batch size and replicas (workers.streams.window)
+            await self.pipeline.refresh_capacity()
+        except Exception as error:  # noqa: BLE001 - the last known figures stay; frames go on
+            log.warning("backbone_capacity_unknown", error=repr(error))
         stats = self._consumer.stats()
         metrics = consumer_metrics()
         metrics.record(stats, stats.get("dead_by_reason", {}))
+        metrics.windows({shard: size["frames"] for shard, size in stats["window"].items()})
         held = stats["shards_held"]
         pending: dict[int, int] = {}
         for shard in held:

@@ -27,6 +27,7 @@ EXPORTED: dict[str, str] = {
     "posestream_pending": "gauge",
     "posestream_shards_owned": "gauge",
     "posestream_redis_full": "gauge",
+    "posestream_window": "gauge",
 }
 
 # Bucket edges, not tuning: batches are counted in frames, latencies in milliseconds.
@@ -132,6 +133,11 @@ class ConsumerMetrics:
         self.redis_full = metrics.Gauge(
             "posestream_redis_full", description="1 while Redis refuses this replica's writes for memory."
         )
+        self.window = metrics.Gauge(
+            "posestream_window",
+            description="Frames a shard's owner keeps in flight (the backbone's batch x (replicas + 1)).",
+            tag_keys=("shard",),
+        )
         self._seen: dict[str, float] = {}
 
     def record(self, counts: Mapping[str, float], dead_by_reason: Mapping[str, float]) -> None:
@@ -156,6 +162,10 @@ class ConsumerMetrics:
         for shard, value in pending.items():
             self.pending.set(value, tags={"shard": str(shard)})
         self.shards_owned.set(len(backlog))
+
+    def windows(self, frames: Mapping[int, int]) -> None:
+        for shard, value in frames.items():
+            self.window.set(value, tags={"shard": str(shard)})
 
 
 EXPORTED.update({name: "counter" for name, _text in ConsumerMetrics.COUNTERS.values()})

@@ -28,6 +28,7 @@ from ray.serve.handle import DeploymentHandle
 
 from model.predictions import Detections, PersonPrediction, PosedPerson
 from workers.serve.stage import ModelVersionUnavailable
+from workers.streams.window import BackboneCapacity
 
 log = structlog.get_logger()
 
@@ -95,12 +96,41 @@ class ServePipeline:
         # The version the next call runs: the consumer reads it just before a call and stamps the call's
         # frames with it. Moves to the backbone's current version once a response reports a swap.
         self.model_version: str = UNKNOWN_VERSION
+        # What the backbone can take at once, for the consumer's in-flight window (workers.streams.window):
+        # its max_batch_size (asked with its versions) and its running replicas (Serve's status).
+        self._backbone_batch: int | None = None
+        self._backbone_replicas = 1
 
     async def refresh(self) -> str:
         """Ask the backbone for its current version (before the first call, and after a version is gone)."""
         versions = await self._call("backbone", lambda: self._backbone.model_versions.remote())
         self.model_version = versions["current"]
+        self._note_batch(versions)
         return self.model_version
+
+    def backbone_capacity(self) -> BackboneCapacity | None:
+        """The backbone's batch size and replicas, once a backbone has told its batch size (else None)."""
+        if self._backbone_batch is None:
+            return None
+        return BackboneCapacity(self._backbone_batch, self._backbone_replicas)
+
+    async def refresh_capacity(self) -> BackboneCapacity | None:
+        """Ask again (a reconfigure may change the batch size, autoscaling the replicas); the consumer calls
+        this with its metrics, off the frames' path. One try, not counted as a stage call's retries or
+        failures: an error reaches the caller and the last known figures stay."""
+        async with asyncio.timeout(self._retry.timeout_s):
+            versions = await self._backbone.model_versions.remote()
+        self._note_batch(versions)
+        handle = self._backbone
+        running = await asyncio.to_thread(_running_replicas, handle.app_name, handle.deployment_name)
+        if running:
+            self._backbone_replicas = running
+        return self.backbone_capacity()
+
+    def _note_batch(self, versions: dict[str, Any]) -> None:
+        batch = versions.get("max_batch_size")
+        if isinstance(batch, int) and batch >= 1:
+            self._backbone_batch = batch
 
     async def __call__(self, images: Sequence[np.ndarray]) -> list[list[PersonPrediction]]:
         # Read before the first await: the very value the consumer read just before calling.
@@ -174,6 +204,18 @@ class ServePipeline:
             if cancel is not None:
                 cancel()
             raise StageCallTimeout(f"{stage}: no answer within {self._retry.timeout_s} s") from error
+
+
+def _running_replicas(app_name: str, deployment: str) -> int:
+    """Replicas of ``deployment`` RUNNING now, from Serve's status (a controller call: run it in a thread)."""
+    from ray import serve
+
+    app = serve.status().applications.get(app_name)
+    overview = app.deployments.get(deployment) if app is not None else None
+    if overview is None:
+        return 0
+    states = overview.replica_states.items()
+    return int(sum(n for state, n in states if getattr(state, "value", state) == "RUNNING"))
 
 
 def _check_version(stage: str, wanted: str, got: str) -> None:

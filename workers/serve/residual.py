@@ -13,6 +13,7 @@ from workers.serve.stage import ModelStageReplica
 @serve.deployment
 class PoseResidual(ModelStageReplica):
     stage_name = "residual"
+    part = "prn"  # built from the checkpoint's prn part alone: no backbone weights, no torchvision
 
     @staticmethod
     def make_stage(pipeline: Any) -> Any:

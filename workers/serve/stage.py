@@ -63,6 +63,24 @@ class StageConfig(BaseModel):
         return (self.checkpoint, self.preset, self.device, self.test_time, self.backend)
 
 
+def load_part_stage(config: StageConfig, part: str) -> tuple[str, Any] | None:
+    """``(version, stage)`` built from the checkpoint's ``part`` alone (``model.part_stage``), or None when
+    there is no checkpoint (the untrained preset is seeded as a whole network, so only the whole pipeline
+    gives a stage the same weights as the other replicas and ``infer``)."""
+    from model.checkpoint import DEFAULT_CHECKPOINT
+
+    checkpoint = Path(config.checkpoint) if config.checkpoint else DEFAULT_CHECKPOINT
+    if not checkpoint.is_file():
+        if config.checkpoint:  # an explicit path that is not there fails as the whole pipeline would
+            from model.checkpoint import CheckpointError
+
+            raise CheckpointError(f"checkpoint not found: {checkpoint}")
+        return None
+    from model.part_stage import load_part_stage as load
+
+    return load(checkpoint, part, config.device)
+
+
 def load_pipeline(
     checkpoint: str | None,
     preset: str,
@@ -99,6 +117,9 @@ class VersionedStages(Generic[StageT]):
 
     make_stage: Callable[[Any], StageT]  # PosePipeline -> this deployment's stage
     name: str
+    # A checkpoint part the stage runs alone (prn, activity): built from that part only, never the whole
+    # network (a replica's memory: README, "Memory"). None: the stage is sliced from the whole pipeline.
+    part: str | None = None
     _held: dict[str, _Held[StageT]] = field(default_factory=dict)
     _current: str | None = None
     _grace_s: float = 0.0
@@ -122,11 +143,15 @@ class VersionedStages(Generic[StageT]):
             for version, held in self._held.items():
                 if held.source == config.source and version == self._current:
                     return version
-        pipeline = load_pipeline(
-            config.checkpoint, config.preset, config.device, config.test_time, config.backend
-        )
-        version = str(pipeline.model_version)
-        stage = self.make_stage(pipeline)
+        alone = load_part_stage(config, self.part) if self.part is not None else None
+        if alone is not None:
+            version, stage = alone
+        else:
+            pipeline = load_pipeline(
+                config.checkpoint, config.preset, config.device, config.test_time, config.backend
+            )
+            version = str(pipeline.model_version)
+            stage = self.make_stage(pipeline)
         with self._lock:
             previous = self._current
             if version in self._held:
@@ -198,11 +223,13 @@ class ModelStageReplica:
 
     stage_name: str = "stage"
     uses_backend: bool = False  # whether StageConfig.backend is this stage's to honour (the backbone's)
+    part: str | None = None  # the one checkpoint part this stage needs, loaded alone (VersionedStages.part)
 
     def __init__(self) -> None:
-        self._versions: VersionedStages[Any] = VersionedStages(self.make_stage, self.stage_name)
+        self._versions: VersionedStages[Any] = VersionedStages(self.make_stage, self.stage_name, self.part)
         self._batch_sizes: list[int] = []  # most recent batch sizes, for tests and the bench
         self._hung_after_s = StageConfig.model_fields["hung_after_s"].default
+        self._max_batch_size: int | None = None  # from user_config; the consumer sizes its window from it
         self._computing: dict[int, float] = {}  # batch number → monotonic start, while it computes
         self._batches_started = 0
 
@@ -223,6 +250,7 @@ class ModelStageReplica:
             config = config.model_copy(update={"backend": "torch"})
         await asyncio.to_thread(self._versions.configure, config)
         self._hung_after_s = config.hung_after_s
+        self._max_batch_size = config.max_batch_size
         batched = self._batched_method()
         batched.set_max_batch_size(config.max_batch_size)
         batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
@@ -284,5 +312,9 @@ class ModelStageReplica:
         return list(self._batch_sizes)
 
     def model_versions(self) -> dict[str, Any]:
-        """The current version and every held one with its in-flight request count."""
-        return {"current": self._versions.current, "held": self._versions.versions()}
+        """The current version, every held one with its in-flight request count, and the batch size."""
+        return {
+            "current": self._versions.current,
+            "held": self._versions.versions(),
+            "max_batch_size": self._max_batch_size,
+        }

@@ -69,7 +69,8 @@ class StreamConsumer:
     Args:
         client: an asyncio Redis client (see ``connect``); not closed by the consumer.
         pipeline: a ``FramePipeline`` (``LocalPipeline`` or the Serve handle pipeline).
-        settings: stream names, limits, bounds, lease timing, in-flight window, stale policy.
+        settings: stream names, limits, bounds, lease timing, in-flight window (None: sized from the
+            pipeline's backbone, ``workers.streams.window``), stale policy.
         name: consumer name in the group (default host-pid-random); fencing never relies on it.
         shards: which shards this consumer may take (default: all of ``settings.shards``).
         max_shards: at most this many shards held at once (default: no limit).
@@ -130,6 +131,8 @@ class StreamConsumer:
             consumer=self.name,
             shards_held=self.held_shards,
             in_flight=sum(w.in_flight for w in self._workers.values()),
+            # per held shard: the in-flight window in use and what sized it (workers.streams.window)
+            window={shard: w.window_size.as_dict() for shard, w in self._workers.items()},
             longest_call_s=self.longest_call_s(),
             backlog=dict(self._backlog),
             backlog_total=sum(self._backlog.values()),

@@ -59,6 +59,15 @@ class InFlightWindow:
     def room(self) -> int:
         return self.capacity - self._size
 
+    def resize(self, capacity: int) -> None:
+        """Change how many frames may be in flight (the backbone's batching changed). A smaller window
+        takes no new frame until enough of those in flight are published; none is dropped."""
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        if self.room > 0:
+            self._room.set()
+
     async def wait_for_room(self) -> int:
         """Wait until at least one frame can be taken; returns how many can."""
         while self.room <= 0:

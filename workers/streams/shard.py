@@ -1,12 +1,13 @@
 """ShardConsumer: works one shard while its lease is held — read, validate, run, publish in order.
 
 Flow per batch: claimed/read entries → poison check (delivery count) → parse (size, msgpack, schema,
-header dimensions) → stale policy → image decode (in a thread) → the pipeline, up to ``in_flight``
-frames at once → outcomes published per camera in frame order through the fenced writer. Any Redis
-failure that outlasts redis-py's retries drops the window (those frames stay pending) and the shard
-is taken up again from its pending entries, while the lease is still ours. Redis at ``maxmemory``
-(``noeviction``) is a wait, not a failure: a refused publish keeps the window and the lease and is
-retried with backoff until memory frees (DESIGN.md, "Delivery semantics").
+header dimensions) → stale policy → image decode (in a thread) → the pipeline, up to a window of frames
+at once (``workers.streams.window``: what the backbone can take next) → outcomes published per camera in
+frame order through the fenced writer. Any Redis failure that outlasts redis-py's retries drops the
+window (those frames stay pending) and the shard is taken up again from its pending entries, while the
+lease is still ours. Redis at ``maxmemory`` (``noeviction``) is a wait, not a failure: a refused publish
+keeps the window and the lease and is retried with backoff until memory frees (DESIGN.md, "Delivery
+semantics").
 
 Poison: an entry delivered before (claimed from a crashed or fenced window) may be the frame that killed
 its last owner, or only its neighbour. Such entries run alone, one at a time, with nothing else in
@@ -44,6 +45,7 @@ from workers.streams.reader import Entry, ShardReader
 from workers.streams.stale import StaleCandidate, StalePolicy, StaleRule
 from workers.streams.stats import ConsumerStats
 from workers.streams.tracks import CameraTracks, TrackStep, tracker_config
+from workers.streams.window import WindowSize, window_size
 from workers.streams.writer import FencedWriter, Outputs, PublishStatus, RedisFull, Retention
 
 log = structlog.get_logger()
@@ -113,6 +115,7 @@ class ShardConsumer:
         self.stale = StalePolicy(settings.stale_max_age_s, settings.stale_backlog)
         self.backoff = ExponentialBackoff(cap=2.0, base=0.05)
         self.window: InFlightWindow | None = None
+        self.window_size: WindowSize = window_size(settings, pipeline, self.call_batch)
         self._calls: set[asyncio.Task[None]] = set()  # pipeline calls in flight
         self._calling_since: dict[int, float] = {}  # number of a pipeline call awaited now → its start
         self._call_numbers = itertools.count()
@@ -123,7 +126,7 @@ class ShardConsumer:
     @property
     def _claim_limit(self) -> int:
         """Entries taken by one claim (payloads and all): a window's worth, the rest on later turns."""
-        return max(self.settings.in_flight, self.settings.read_batch)
+        return max(self.window_size.frames, self.settings.read_batch)
 
     @property
     def in_flight(self) -> int:
@@ -171,7 +174,9 @@ class ShardConsumer:
         # Frames a predecessor left pending may be older than ones it published: those are overtaken.
         for camera, frame_id in (await self.writer.newest_published()).items():
             self._newest_published[camera] = max(self._newest_published.get(camera, -1), frame_id)
-        self.window = window = InFlightWindow(self.settings.in_flight, self._publish)
+        self.window_size = window_size(self.settings, self.pipeline, self.call_batch)
+        self.window = window = InFlightWindow(self.window_size.frames, self._publish)
+        self.log.info("consumer_window", **self.window_size.as_dict())
         reclaim_every = self.settings.reclaim_idle_ms / 2000
         next_reclaim = time.monotonic() + reclaim_every
         async with asyncio.TaskGroup() as tasks:
@@ -179,7 +184,7 @@ class ShardConsumer:
             while not self._stopping:
                 raise_if_cancel_requested()
                 self._check_lease()
-                room = await window.wait_for_room()
+                room = await self._wait_for_room(window)
                 try:
                     entries = await self.reader.read_new(
                         min(room, self.settings.read_batch), self.settings.read_block_ms
@@ -201,6 +206,21 @@ class ShardConsumer:
                         self.settings.reclaim_idle_ms, window.entry_ids(), self._claim_limit
                     )
                 await self._take(entries, window, tasks)
+
+    async def _wait_for_room(self, window: InFlightWindow) -> int:
+        """Room in the window, which follows the backbone: its batch size (a reconfigure) and replicas
+        (autoscaling) may change while the window is full, so the size is looked at again every read block."""
+        while True:
+            size = window_size(self.settings, self.pipeline, self.call_batch)
+            if size != self.window_size:
+                self.log.info("consumer_window_resized", previous=self.window_size.frames, **size.as_dict())
+                self.window_size = size
+                window.resize(size.frames)
+            try:
+                async with asyncio.timeout(self.settings.read_block_ms / 1000):
+                    return await window.wait_for_room()
+            except TimeoutError:
+                self._check_lease()
 
     async def _drain_pending(self, window: InFlightWindow, tasks: asyncio.TaskGroup) -> None:
         """Take every pending entry of the shard before any new one (the oldest frames first keep each
