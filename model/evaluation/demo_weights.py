@@ -105,6 +105,15 @@ class Recipe:
     init_sha256: str | None = None  # ... whose bytes are these
     fresh_parts: tuple[str, ...] = ()  # parts of the input checkpoint trained again from fresh weights
 
+    def epochs_of(self, part: str) -> int:
+        """Epochs this recipe gives the trainer ``part`` (keypoints, detection, prn, activity)."""
+        return {
+            "keypoints": self.keypoint_epochs,
+            "detection": self.detection_epochs,
+            "prn": self.prn_epochs,
+            "activity": self.activity_epochs,
+        }[part]
+
     def continued(self, checkpoint: Path) -> Recipe:
         """Stage 2: from ``checkpoint`` (stage 1), the detector trained again from fresh weights for the
         same epochs on the same images, a tenth of the train images replaced by empty frames (drawn
@@ -203,12 +212,7 @@ def part_config(recipe: Recipe, part: str, data: Path, checkpoint: Path, runs: P
         max_steps_per_epoch=recipe.steps_per_epoch,
         progress=False,
     )
-    epochs = {
-        "keypoints": recipe.keypoint_epochs,
-        "detection": recipe.detection_epochs,
-        "prn": recipe.prn_epochs,
-        "activity": recipe.activity_epochs,
-    }[part]
+    epochs = recipe.epochs_of(part)
     batch = recipe.batch_size if part in ("keypoints", "detection") else None
     config = config.with_overrides(part, epochs, batch, recipe.keypoint_lr if part == "keypoints" else None)
     updates: dict[str, Any] = {}
@@ -241,13 +245,7 @@ def train_part(
 
 def kept(recipe: Recipe, part: str) -> bool:
     """A continued run keeps the input checkpoint's ``part`` as it is when it gives the part no epoch."""
-    epochs = {
-        "keypoints": recipe.keypoint_epochs,
-        "detection": recipe.detection_epochs,
-        "prn": recipe.prn_epochs,
-        "activity": recipe.activity_epochs,
-    }[part]
-    return recipe.init_checkpoint is not None and epochs == 0
+    return recipe.init_checkpoint is not None and recipe.epochs_of(part) == 0
 
 
 def train_activity_on_found_poses(
