@@ -120,6 +120,16 @@ def machine_idle(load1: float, cores: int | None = None) -> bool:
     return load1 <= IDLE_LOAD_PER_CORE * (cores or usable_cores())
 
 
+def wait_until_idle(max_wait_s: float, poll_s: float = 5.0) -> dict[str, Any]:
+    """Wait (up to ``max_wait_s``) for the 1-minute load average to settle to idle, so that a benchmark
+    does not start on the load of the one before it; says how long it waited and whether it got there."""
+    started = time.monotonic()
+    while not machine_idle(os.getloadavg()[0]) and time.monotonic() - started < max_wait_s:
+        time.sleep(poll_s)
+    load1 = os.getloadavg()[0]
+    return {"waited_s": round(time.monotonic() - started, 1), "load1": load1, "idle": machine_idle(load1)}
+
+
 class LoadMonitor:
     """Samples the 1-minute load average in the background while a benchmark runs; records the load
     averages before and after, and says when the machine was not idle at the start (and warns then)."""
@@ -203,7 +213,8 @@ def _git_commit() -> str | None:
 def git_provenance() -> dict[str, Any]:
     """The commit a figure belongs to, and whether tracked files differed from it (then the figure is of
     that commit plus uncommitted edits: the README takes figures of a clean tree only)."""
-    changed = _git("status", "--porcelain", "--untracked-files=no")
+    # bench/results/ holds figures, not code: writing them must not mark the next figure dirty
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results")
     return {
         "git_commit": _git_commit(),
         "git_commit_full": _git("rev-parse", "HEAD") or None,

@@ -120,6 +120,7 @@ def keypoint_ap(model: Any, version: str, sides: dict[str, Path | None], images:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
+    import contextlib
     import tempfile
 
     import onnxruntime
@@ -131,6 +132,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from model.stages import BackboneStage
 
     threads = pin_threads(args.threads)
+    # Watch the load from before the export and calibration: started after them, it read their load
+    # as the machine's and called an idle machine busy.
+    watched = contextlib.ExitStack()
+    load = watched.enter_context(LoadMonitor())
     model, version = _model(args.checkpoint, args.size)
     stages = {
         "torch": BackboneStage(model, "cpu"),
@@ -163,7 +168,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     keys = [(b, side, part) for b in args.batches for side in sides for part in ("stage", "network")]
     samples: dict[tuple, list[float]] = {key: [] for key in keys}
     cpu: dict[tuple, list[float]] = {key: [] for key in keys}
-    with LoadMonitor() as load, torch.inference_mode():
+    with watched, torch.inference_mode():
         for batch in args.batches:
             work = calls(batch)
             for side in sides:

@@ -1,11 +1,14 @@
 """Latency and throughput when live cameras outrun the machine: 0.5x, 1x and 2x the sustainable rate.
 
-Path measured: the in-process worker (``posestream worker``: ``StreamConsumer`` with ``LocalPipeline``, the
-packaged demo checkpoint, leases, fence and ordering as deployed) on an embedded Redis
+Paths measured (``--path``), both with the packaged demo checkpoint on an embedded Redis
 (``workers.redis_server``), fed by ``FramePublisher`` the way ``posestream publish`` feeds live cameras:
 frames carry ``max_age_s`` (the live default, 2 s) and the publisher waits at a backlog of 32, as the demo.
-The consumer's window is sized by the rule of ``workers.streams.window`` (no ``in_flight`` pinned). Not
-Ray Serve: same consumer, same window rule, without the stage hops.
+The consumer's window is sized by the rule of ``workers.streams.window`` (no ``in_flight`` pinned).
+
+* ``in-process``: the ``posestream worker`` path, ``StreamConsumer`` with ``LocalPipeline`` (leases, fence
+  and ordering as deployed) on an event-loop thread of this process;
+* ``serve``: the ``make run`` path, local Ray + ``deploy/serve_config.yaml`` as deployed (FrameConsumer,
+  PoseBackbone, PoseResidual, ActivityClassifier replicas), ``workers.local_stack``.
 
 1. bare batch time: ``PosePipeline.predict`` on one batch of the backbone's ``max_batch_size`` (from
    deploy/serve_config.yaml), all cores' threads, median of repeats;
@@ -15,6 +18,7 @@ Ray Serve: same consumer, same window rule, without the stage hops.
    frames/s, stale frames. Goal (issue 20): at 2x, p50 <= 3 x bare batch time, frames/s >= 0.9 x the 1x.
 
     python -m bench.overload_latency              # full: bench/results/overload_latency.json (+ .md)
+    python -m bench.overload_latency --path serve # bench/results/overload_latency_serve.json (+ .md)
     python -m bench.overload_latency --smoke      # seconds, 128 px, to /tmp: checks that it runs
 """
 
@@ -22,11 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +43,11 @@ from bench.common import RESULTS, LoadMonitor, environment, markdown_table, synt
 
 LOADS = (0.5, 1.0, 2.0)
 PUBLISHER_BACKLOG = 32  # as the demo
+PATHS = {
+    "in-process": "in-process worker (StreamConsumer + LocalPipeline) on an embedded redis-server",
+    "serve": "Ray Serve as deployed (deploy/serve_config.yaml, workers.local_stack) on an embedded "
+    "redis-server",
+}
 
 
 def backbone_batch() -> int:
@@ -108,7 +120,7 @@ def run_load(
     publisher = FramePublisher(settings=settings, client=client, policy="wait", max_backlog=PUBLISHER_BACKLOG)
     interval = 1.0 / (rate / len(cameras))
     published = {cam: 0 for cam in cameras}
-    results_key = settings.shard_keys(0).results
+    results_keys = [settings.shard_keys(shard).results for shard in range(settings.shards)]
     start_id = f"{int(client.time()[0] * 1000)}-0"
 
     def camera(cam: str, offset: int) -> None:
@@ -130,7 +142,7 @@ def run_load(
     results: list[tuple[float, FrameResult]] = []
     deadline = time.monotonic() + 600
     while len(results) < total and time.monotonic() < deadline:
-        entries = client.xrange(results_key, min=start_id)
+        entries = [entry for key in results_keys for entry in client.xrange(key, min=start_id)]
         results = []
         for entry_id, fields in entries:
             result = FrameResult.from_bytes(fields[STREAM_FIELD.encode()])
@@ -154,35 +166,59 @@ def run_load(
     }
 
 
+@contextlib.contextmanager
+def in_process(pose: Any, batch: int) -> Iterator[tuple[Any, Callable[[], dict[str, Any]]]]:
+    """The in-process worker on an embedded Redis: its settings, and its consumer's stats."""
+    from schemas.settings import Settings
+    from workers.pipeline import LocalPipeline
+    from workers.redis_server import RedisServer
+
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp), appendfsync="no") as redis:
+        settings = Settings(
+            redis_url=redis.url, stream_prefix="bench-overload", read_batch=batch, preview_fps=0
+        )
+        with Worker(redis.url, settings, LocalPipeline(pose), batch) as worker:
+            yield settings, worker.consumer.stats
+
+
+@contextlib.contextmanager
+def through_serve() -> Iterator[tuple[Any, Callable[[], dict[str, Any]]]]:
+    """The deployed Serve app on local Ray and an embedded Redis: its settings, and the FrameConsumer's
+    stats (the window really in use)."""
+    from bench.stack import bench_stack, consumer_state
+    from schemas.settings import Settings
+    from workers.serve.app import DEFAULT_CONFIG
+
+    with bench_stack(DEFAULT_CONFIG) as stack:
+        yield Settings(**stack.settings), consumer_state
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from model.pipeline import PosePipeline
     from schemas.settings import Settings
     from workers.client import connect
-    from workers.pipeline import LocalPipeline
-    from workers.redis_server import RedisServer
 
     torch.set_num_threads(args.threads)  # the whole machine, for the bare side and the worker alike
     batch = backbone_batch()
     frames = synthetic_frames(24, args.size, people=3)
     pose = PosePipeline.load(None, device="cpu")
     live_age = Settings().live_max_age_s if args.max_age is None else args.max_age
-    with (
-        LoadMonitor() as load,
-        tempfile.TemporaryDirectory() as tmp,
-        RedisServer(Path(tmp), appendfsync="no") as redis,
-    ):
+    with LoadMonitor() as load:
         bare = bare_batch_ms(pose, frames, batch, args.bare_repeats)
-        settings = Settings(
-            redis_url=redis.url, stream_prefix="bench-overload", read_batch=batch, preview_fps=0
-        )
-        client = connect(redis.url)
-        with Worker(redis.url, settings, LocalPipeline(pose), batch) as worker:
+        if args.path == "serve":
+            del pose  # the replicas load their own
+            gc.collect()
+            worker = through_serve()
+        else:
+            worker = in_process(pose, batch)
+        with worker as (settings, consumer_stats):
+            client = connect(settings.redis_url)
             # the sustainable rate: a burst with no age bound, drained (frames/s of ok results)
             burst = run_load(client, settings, frames, args.burst / 0.5, 0.5, "burst", None)
             sustainable = burst["ok_fps"] or 0.1
-            window = worker.consumer.stats()["window"]
+            window = consumer_stats()["window"]
             runs: dict[str, list[dict[str, Any]]] = {str(x): [] for x in LOADS}
             for repeat in range(args.repeats):
                 for factor in LOADS:
@@ -190,7 +226,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     runs[str(factor)].append(
                         run_load(client, settings, frames, factor * sustainable, args.seconds, tag, live_age)
                     )
-        client.close()
+            client.close()
 
     def summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
         def values(key: str) -> list[float]:
@@ -210,8 +246,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "overload_latency",
         "command": "python -m bench.overload_latency " + " ".join(args.argv),
-        "path": "in-process worker (StreamConsumer + LocalPipeline) on an embedded redis-server, not Ray "
-        "Serve",
+        "path": PATHS[args.path],
         "smoke": args.smoke,
         "size_px": args.size,
         "threads": args.threads,
@@ -234,6 +269,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def window_text(windows: dict[Any, dict[str, Any]]) -> str:
+    """The consumer's window per shard as read from it: frames and what sized them."""
+    parts = []
+    for shard, w in sorted(windows.items(), key=lambda item: str(item[0])):
+        sized = (
+            f"{w['max_batch_size']} x {w['replicas']} replica(s), {w.get('device_type')}, "
+            f"{w.get('queued_batches')} batch queued"
+            if w.get("max_batch_size")
+            else "pinned"
+        )
+        parts.append(f"shard {shard}: {w['frames']} frames ({w['source']}: {sized})")
+    return "; ".join(parts) or "not reported"
+
+
 def markdown(result: dict[str, Any]) -> str:
     def cell(figure: dict[str, float] | None) -> str:
         return "–" if figure is None else f"{figure['median']:.1f} ({figure['min']:.1f}–{figure['max']:.1f})"
@@ -247,8 +296,8 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join([
         "# Latency under overload",
         "",
-        f"{result['path']}; {result['size_px']} px, {result['threads']} threads, window {result['window']}, "
-        f"frames' max_age_s {result['frame_max_age_s']}.",
+        f"{result['path']}; {result['size_px']} px, {result['threads']} threads; window "
+        f"{window_text(result['window'])}; frames' max_age_s {result['frame_max_age_s']}.",
         f"Bare batch time ({result['backbone_max_batch_size']} frames): "
         f"{result['bare_batch_ms']['median']} ms; "
         f"sustainable {result['sustainable']['ok_fps']} frames/s.",
@@ -267,6 +316,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import os
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--path", choices=sorted(PATHS), default="in-process", help="worker path measured")
     parser.add_argument("--size", type=int, default=480)
     parser.add_argument("--seconds", type=float, default=60.0, help="per load and repeat")
     parser.add_argument("--repeats", type=int, default=3)
@@ -284,9 +334,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     if args.smoke:
         args.size, args.seconds, args.repeats, args.burst, args.bare_repeats = 128, 3.0, 1, 16, 1
-    out = args.out or (
-        Path("/tmp/overload_latency.smoke.json") if args.smoke else RESULTS / "overload_latency.json"
-    )
+    name = "overload_latency" + ("_serve" if args.path == "serve" else "")
+    out = args.out or (Path(f"/tmp/{name}.smoke.json") if args.smoke else RESULTS / f"{name}.json")
     result = measure(args)
     write_json(out, result)
     text = markdown(result)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import people_scaling, pipeline_overhead, replica_scaling
-from bench.common import REPO, RESULTS, LoadMonitor, environment, write_json
+from bench.common import REPO, RESULTS, LoadMonitor, environment, wait_until_idle, write_json
 
 BENCHMARKS = {
     "pipeline_overhead": pipeline_overhead,
@@ -54,7 +54,9 @@ def run_one(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str, Any
         command += QUICK[name]
     if args.in_flight and name in ("pipeline_overhead", "replica_scaling"):
         command += ["--in-flight", str(args.in_flight)]
-    print(f"== {name}: {' '.join(command[1:])}", flush=True)
+    # the previous benchmark's load decays over minutes (1-minute average): start each on a settled machine
+    settled = wait_until_idle(args.settle_s) if args.settle_s > 0 else None
+    print(f"== {name}: {' '.join(command[1:])} (settle: {settled})", flush=True)
     started = time.monotonic()
     env = {
         **os.environ,
@@ -63,6 +65,7 @@ def run_one(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str, Any
     subprocess.run(command, cwd=REPO, env=env, check=True)
     result = json.loads(out.read_text())
     result["wall_s"] = round(time.monotonic() - started, 1)
+    result["settle"] = settled
     return result
 
 
@@ -121,7 +124,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--in-flight", type=int, default=None, help="consumer window for the stack benchmarks"
     )
+    parser.add_argument(
+        "--settle-s",
+        type=float,
+        default=None,
+        help="most seconds to wait for an idle machine before each benchmark (default 300; --quick: 0)",
+    )
     args = parser.parse_args(argv)
+    if args.settle_s is None:
+        args.settle_s = 0.0 if args.quick else 300.0
     if args.quick and args.size == 256:
         args.size = 64
     args.out_dir.mkdir(parents=True, exist_ok=True)

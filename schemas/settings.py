@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     read_batch: int = Field(8, ge=1)
     read_block_ms: int = Field(500, ge=1)
     # Frames kept in flight per shard so that backbone batches fill. None: sized from what the backbone
-    # can take next, max_batch_size x (replicas + 1) (README, "Latency under overload"); a number pins it.
+    # can take next, max_batch_size x replicas, one batch more on a GPU (README, "Latency under overload");
+    # a number pins it.
     in_flight: int | None = Field(None, ge=1)
     # A shard's entry pending this long outside its owner's window (a lost read reply, a fenced owner's
     # read) is claimed back while the owner goes on reading.

@@ -45,6 +45,11 @@ class LocalPipeline:
     def model_version(self) -> str:
         return self.pose.model_version
 
+    @property
+    def device_type(self) -> str:
+        """Where the model computes ("cpu", "cuda"): the consumer's window queues a batch only on a GPU."""
+        return self.pose.device.type
+
     async def __call__(self, images: Sequence[np.ndarray]) -> list[list[PersonPrediction]]:
         if not images:
             return []

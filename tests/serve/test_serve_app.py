@@ -125,12 +125,20 @@ def test_backbone_runs_batches_larger_than_one(serve_app) -> None:
     frame_ids = [r["frame_id"] for r in results_of(serve_app, "load")]
     assert frame_ids == sorted(frame_ids)
     # No in_flight pinned: each shard's window is what the backbone can take next, max_batch_size x
-    # (running replicas + 1), as the backbone's user_config and Serve's status tell the consumer.
+    # running replicas on CPU (no batch queued), as the backbone's versions and Serve's status tell the
+    # consumer.
     app = serve_app.schema_raw["applications"][0]
     backbone = next(d for d in app["deployments"] if d["name"] == "PoseBackbone")
     batch = backbone["user_config"]["max_batch_size"]
     windows = serve_app.handle("FrameConsumer").stats.remote().result()["window"]
-    expected = {"frames": 2 * batch, "source": "backbone", "max_batch_size": batch, "replicas": 1}
+    expected = {
+        "frames": batch,
+        "source": "backbone",
+        "max_batch_size": batch,
+        "replicas": 1,
+        "device_type": "cpu",
+        "queued_batches": 0,
+    }
     assert windows and all(window == expected for window in windows.values()), windows
 
 

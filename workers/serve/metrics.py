@@ -135,7 +135,7 @@ class ConsumerMetrics:
         )
         self.window = metrics.Gauge(
             "posestream_window",
-            description="Frames a shard's owner keeps in flight (the backbone's batch x (replicas + 1)).",
+            description="Frames a shard's owner keeps in flight (batch x replicas, 1 more batch on GPU).",
             tag_keys=("shard",),
         )
         self._seen: dict[str, float] = {}

@@ -97,9 +97,10 @@ class ServePipeline:
         # frames with it. Moves to the backbone's current version once a response reports a swap.
         self.model_version: str = UNKNOWN_VERSION
         # What the backbone can take at once, for the consumer's in-flight window (workers.streams.window):
-        # its max_batch_size (asked with its versions) and its running replicas (Serve's status).
+        # its max_batch_size and device (asked with its versions) and its running replicas (Serve's status).
         self._backbone_batch: int | None = None
         self._backbone_replicas = 1
+        self._backbone_device = "cpu"
 
     async def refresh(self) -> str:
         """Ask the backbone for its current version (before the first call, and after a version is gone)."""
@@ -112,7 +113,7 @@ class ServePipeline:
         """The backbone's batch size and replicas, once a backbone has told its batch size (else None)."""
         if self._backbone_batch is None:
             return None
-        return BackboneCapacity(self._backbone_batch, self._backbone_replicas)
+        return BackboneCapacity(self._backbone_batch, self._backbone_replicas, self._backbone_device)
 
     async def refresh_capacity(self) -> BackboneCapacity | None:
         """Ask again (a reconfigure may change the batch size, autoscaling the replicas); the consumer calls
@@ -131,6 +132,9 @@ class ServePipeline:
         batch = versions.get("max_batch_size")
         if isinstance(batch, int) and batch >= 1:
             self._backbone_batch = batch
+        device = versions.get("device_type")
+        if isinstance(device, str) and device:
+            self._backbone_device = device
 
     async def __call__(self, images: Sequence[np.ndarray]) -> list[list[PersonPrediction]]:
         # Read before the first await: the very value the consumer read just before calling.

@@ -230,6 +230,7 @@ class ModelStageReplica:
         self._batch_sizes: list[int] = []  # most recent batch sizes, for tests and the bench
         self._hung_after_s = StageConfig.model_fields["hung_after_s"].default
         self._max_batch_size: int | None = None  # from user_config; the consumer sizes its window from it
+        self._device_type: str | None = None  # "cpu" / "cuda": the consumer queues a batch only on a GPU
         self._computing: dict[int, float] = {}  # batch number → monotonic start, while it computes
         self._batches_started = 0
 
@@ -251,6 +252,7 @@ class ModelStageReplica:
         await asyncio.to_thread(self._versions.configure, config)
         self._hung_after_s = config.hung_after_s
         self._max_batch_size = config.max_batch_size
+        self._device_type = str(config.device).split(":", 1)[0]
         batched = self._batched_method()
         batched.set_max_batch_size(config.max_batch_size)
         batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
@@ -312,9 +314,11 @@ class ModelStageReplica:
         return list(self._batch_sizes)
 
     def model_versions(self) -> dict[str, Any]:
-        """The current version, every held one with its in-flight request count, and the batch size."""
+        """The current version, every held one with its in-flight request count, the batch size and the
+        device type it computes on."""
         return {
             "current": self._versions.current,
             "held": self._versions.versions(),
             "max_batch_size": self._max_batch_size,
+            "device_type": self._device_type,
         }
