@@ -66,3 +66,11 @@ def test_overload_latency_accounts_for_every_frame_and_records_the_window(tmp_pa
         assert run["unaccounted"] == 0 and run["ok"] + run["stale"] == run["published"], run
     assert set(result["goal"]) == {"p50_2x_over_bare_batch", "p50_2x_ok", "fps_2x_over_1x", "fps_ok"}
     assert result["environment"]["git_commit"]
+
+
+def test_delivered_rate_does_not_count_the_first_arrival() -> None:
+    from bench.overload_latency import delivered_fps
+
+    # three batches of four results, one second apart: 8 frames delivered in 2 s after the first arrival
+    assert delivered_fps([0.0] * 4 + [1.0] * 4 + [2.0] * 4) == 4.0
+    assert delivered_fps([5.0]) is None and delivered_fps([3.0, 3.0]) is None
