@@ -9,10 +9,11 @@ behind them only where the backbone computes on an accelerator: ``max_batch_size
 
 Why the device matters: a queued batch keeps the backbone busy while the frames it just finished go
 through PRN, activity and publishing. On a GPU that work runs beside the backbone's compute, so the queued
-batch buys frames/s. On CPU it runs on the very cores the backbone computes on: through Ray Serve on
-2 cores the queued batch bought no frames/s and added a batch time of latency to every frame (``make run``:
-p50 9.5 s with it, 5.4 s without, at the same ok frames/s). Frames beyond the window stay in Redis, where
-the producer sees the backlog and a live frame's ``max_age_s`` can still turn it stale, unrun.
+batch buys frames/s at no CPU cost. On CPU it shares the cores the backbone computes on: through Ray Serve
+on 2 cores at 2x overload the queued batch bought 11 % more ok frames/s for 37 % more p50 and 72 % more
+p95 latency (``bench.overload_latency --path serve`` against a control pinned at the former window; README,
+"Latency under overload"), so on CPU the window keeps latency. Frames beyond the window stay in Redis,
+where the producer sees the backlog and a live frame's ``max_age_s`` can still turn it stale, unrun.
 
 ``settings.in_flight`` pins the window instead. A pipeline that reports no backbone (the in-process
 ``LocalPipeline``) is one replica whose batch is one pipeline call of ``call_batch`` frames, on the device
