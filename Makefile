@@ -83,7 +83,9 @@ clean:
 # preset; bf16 where the CPU has it natively, else fp32) → eval → fp16 (81 min on a 2-core CPU with
 # AVX-512 BF16, about 5 h on an AVX2-only one). Stage 2, from stage 1: the detector
 # trained again from fresh weights on the same images, a tenth of the train images replaced by frames
-# without people (its negatives); keypoints, PRN and activity kept (about 30 min more).
+# without people (its negatives); keypoints, PRN and activity kept (about 30 min more). Stage 3, from
+# stage 2: the keypoint FPN + subnet trained 4 more epochs on the kept ResNet trunk (the detector's features
+# do not move), activity trained again on the poses it finds (about 80 min on the AVX2-only CPU).
 # Deterministic for DEMO_SEED on one machine. Resumable: stopped anywhere (Ctrl-C, a kill, a lost
 # session), the same command continues from the last completed epoch and ends with the same bytes.
 # Run it in the background: `nohup make demo-weights > build/demo-weights.log 2>&1 &`.
@@ -99,5 +101,8 @@ demo-weights: $(STAMP)
 		--work-dir $(DEMO_WORK)/stage1 --out $(DEMO_WORK)/stage1.pt \
 		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)')) (stage 1)"
 	$(BIN)/python -m model.evaluation.demo_weights --seed $(DEMO_SEED) $(DEMO_ARGS) \
-		--continue-from $(DEMO_WORK)/stage1.pt --work-dir $(DEMO_WORK)/stage2 --out $(DEMO_OUT) \
+		--continue-from $(DEMO_WORK)/stage1.pt --work-dir $(DEMO_WORK)/stage2 --out $(DEMO_WORK)/stage2.pt \
 		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)')) (stage 2)"
+	$(BIN)/python -m model.evaluation.demo_weights --seed $(DEMO_SEED) $(DEMO_ARGS) \
+		--refine-from $(DEMO_WORK)/stage2.pt --work-dir $(DEMO_WORK)/stage3 --out $(DEMO_OUT) \
+		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)')) (stage 3)"

@@ -129,3 +129,30 @@ def test_stage_two_retrains_the_detector_alone_with_empty_frames(tmp_path):
     annotated = {a["image_id"] for a in summary["annotations"]}
     assert any(image["id"] not in annotated for image in summary["images"])
     assert "Stage 2" in out.with_suffix(".md").read_text()
+
+
+def test_stage_three_trains_the_keypoint_head_on_the_kept_trunk(tmp_path):
+    """Stage 3 (``--refine-from``): the keypoint FPN + subnet and the activity MLP learn; the ResNet trunk,
+    the detector and the PRN stay byte for byte (the detector still reads the features it was trained on)."""
+    import torch
+
+    from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+
+    init = tmp_path / "stage2.pt"
+    init.write_bytes(DEFAULT_CHECKPOINT.read_bytes())
+    work, out = tmp_path / "stage3", tmp_path / "stage3.pt"
+    command = [*_recipe(work, out), "--refine-from", str(init)]
+    subprocess.run(command, cwd=REPO, env=_env(), check=True, capture_output=True, timeout=600)
+    before, _ = load_checkpoint(init)
+    after, meta = load_checkpoint(out)
+    assert meta["version"].endswith("+keypoint-head")
+    for module in ("backbone", "detection_fpn", "detection_head", "prn"):
+        for name, tensor in getattr(before, module).state_dict().items():
+            assert torch.equal(tensor, getattr(after, module).state_dict()[name]), f"{module}.{name}"
+    for module in ("keypoint_fpn", "keypoint_head", "activity"):
+        old, new = getattr(before, module).state_dict(), getattr(after, module).state_dict()
+        assert any(not torch.equal(old[name], new[name]) for name in old), module
+    recipe = json.loads((work / "recipe.json").read_text())
+    assert recipe["init_sha256"] == _sha(init) and recipe["keypoint_freeze_backbone"] is True
+    assert recipe["detection_epochs"] == 0 and recipe["prn_epochs"] == 0
+    assert "Stage 3" in out.with_suffix(".md").read_text()

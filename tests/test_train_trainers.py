@@ -167,6 +167,29 @@ def test_detection_trains_on_a_frozen_keypoint_path(keypoint_run, synth_dir):
     assert set(meta["trained_parts"]) == {"keypoint", "detection"}
 
 
+def test_keypoint_head_trains_on_a_frozen_trunk(keypoint_run, synth_dir, tmp_path):
+    """``freeze_backbone``: the keypoint FPN + subnet learn, the ResNet trunk (BatchNorm statistics too)
+    stays bit-identical — the features a trained detector reads do not move."""
+    import shutil
+
+    shutil.copy(keypoint_run[0] / "model.pt", tmp_path / "model.pt")
+    before, _ = load_checkpoint(tmp_path / "model.pt")
+    config = _config(synth_dir, tmp_path, max_steps_per_epoch=4)
+    config = config.with_overrides("keypoints", epochs=1, batch_size=2, lr=None)
+    frozen = config.model_copy(
+        update={"keypoints": config.keypoints.model_copy(update={"freeze_backbone": True})}
+    )
+    state = train_keypoints(frozen)
+    assert state.step == 4
+    after, _ = load_checkpoint(tmp_path / "model.pt")
+    for key, value in before.backbone.state_dict().items():
+        assert torch.equal(after.backbone.state_dict()[key], value), key
+    for name in ("keypoint_fpn", "keypoint_head"):
+        old, new = getattr(before, name).state_dict(), getattr(after, name).state_dict()
+        assert any(not torch.equal(new[key], old[key]) for key in old), name
+    assert float(np.mean(state.step_losses[-2:])) < state.step_losses[0]
+
+
 @torch.no_grad()
 def _prn_loss(model, dataset) -> float:
     """BCE of the PRN over every training person, dropout off."""

@@ -84,6 +84,7 @@ class Recipe:
     keypoint_lr: float = 5e-4  # 2e-3 (with intermediate weight 0.1) left flat maps: model/train/config.py
     keypoint_warmup_steps: int = 150
     intermediate_weight: float = 1.0
+    keypoint_freeze_backbone: bool = False  # stage 3: the keypoint FPN + subnet learn on the kept trunk
     flip_prob: float = 0.5
     centre_jitter: float = 0.15
     detection_epochs: int = 4  # ≈ 1420 steps, frozen backbone, 352 px windows roaming over the canvas
@@ -126,6 +127,24 @@ class Recipe:
             activity_epochs=0,
             empty_fraction=0.1,
             fresh_parts=("detection",),
+            init_checkpoint=_repo_path(checkpoint),
+            init_sha256=hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+        )
+
+    def refined(self, checkpoint: Path, keypoint_epochs: int = 4) -> Recipe:
+        """Stage 3: from ``checkpoint`` (stage 2), the keypoint FPN + subnet trained further on its
+        frozen ResNet trunk — the features its detector was trained on do not move, so detection and PRN
+        are kept (0 epochs) — at half stage 1's peak lr with a short warm-up; activity trained again on the
+        poses the refined model finds. Same synthetic set as stage 1 (seed, no empty frames). The control
+        is the input checkpoint: the one change is more keypoint steps on the head."""
+        return dataclasses.replace(
+            self,
+            keypoint_epochs=keypoint_epochs,
+            keypoint_lr=self.keypoint_lr / 2,
+            keypoint_warmup_steps=50,
+            keypoint_freeze_backbone=True,
+            detection_epochs=0,
+            prn_epochs=0,
             init_checkpoint=_repo_path(checkpoint),
             init_sha256=hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
         )
@@ -222,6 +241,7 @@ def part_config(recipe: Recipe, part: str, data: Path, checkpoint: Path, runs: P
                 "lr_schedule": "cosine",
                 "warmup_steps": recipe.keypoint_warmup_steps,
                 "intermediate_weight": recipe.intermediate_weight,
+                "freeze_backbone": recipe.keypoint_freeze_backbone,
             }
         )
     if part == "prn":
@@ -480,7 +500,13 @@ def write_card(
         "`posestream infer`, `serve` and `demo` load it by default.",
         "",
         (
-            f"Stage 2, from `{recipe.init_checkpoint}` (sha256 `{recipe.init_sha256}`, stage 1, trained "
+            f"Stage 3, from `{recipe.init_checkpoint}` (sha256 `{recipe.init_sha256}`, stage 2; its card is "
+            "in the git history of this file): the keypoint FPN + subnet trained "
+            f"{recipe.keypoint_epochs} more epochs on the kept ResNet trunk (lr {recipe.keypoint_lr:g}, "
+            f"cosine), then activity trained again on the poses the refined model finds; detection and PRN "
+            "are stage 2's, unchanged. The times below are this stage's only."
+            if recipe.keypoint_freeze_backbone and recipe.init_checkpoint
+            else f"Stage 2, from `{recipe.init_checkpoint}` (sha256 `{recipe.init_sha256}`, stage 1, trained "
             "from scratch; its card is in the git history of this file): "
             f"{', '.join(recipe.fresh_parts) or 'no part'} trained again from fresh weights on the "
             f"same synthetic set (seed {recipe.seed}) with {recipe.empty_fraction:.0%} of its train images "
@@ -625,6 +651,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="stage 2: continue from this finished checkpoint on a fresh set of --seed (see the docstring)",
     )
+    parser.add_argument(
+        "--refine-from",
+        type=Path,
+        default=None,
+        help="stage 3: the keypoint head trained further on this checkpoint's frozen trunk (Recipe.refined)",
+    )
     args = parser.parse_args(argv)
     recipe = Recipe.smoke(args.seed) if args.smoke else Recipe(seed=args.seed)
     overrides = {
@@ -636,8 +668,12 @@ def main(argv: list[str] | None = None) -> int:
         }.items()
         if value is not None
     }
+    if args.continue_from is not None and args.refine_from is not None:
+        parser.error("--continue-from (stage 2) and --refine-from (stage 3) exclude each other")
     if args.continue_from is not None:
         recipe = recipe.continued(args.continue_from)
+    if args.refine_from is not None:
+        recipe = recipe.refined(args.refine_from)
     recipe = dataclasses.replace(recipe, **overrides)
     out = args.out or (args.work_dir / "demo-smoke.pt" if args.smoke else DEFAULT_CHECKPOINT)
     arguments = sys.argv[1:] if argv is None else argv
@@ -647,6 +683,10 @@ def main(argv: list[str] | None = None) -> int:
         from model.checkpoint import load_checkpoint
 
         version = f"{load_checkpoint(args.continue_from)[1]['version']}+empty-frames"
+    if args.refine_from is not None:
+        from model.checkpoint import load_checkpoint
+
+        version = f"{load_checkpoint(args.refine_from)[1]['version']}+keypoint-head"
     figures = build(recipe, out, args.work_dir, command, version, fresh=args.fresh)
     print(json.dumps(figures, indent=2))
     return 0

@@ -30,6 +30,9 @@ class KeypointHyper(BaseModel):
     lr_schedule: Literal["step", "cosine"] = "step"
     warmup_steps: int = Field(0, ge=0)
     min_lr_factor: float = Field(0.02, ge=0, le=1)
+    # True: only the keypoint FPN + subnet learn, the ResNet trunk (BatchNorm statistics too) stays as it
+    # is: continues a finished checkpoint without moving the features its detector was trained on
+    freeze_backbone: bool = False
 
 
 class DetectionHyper(BaseModel):

@@ -198,7 +198,8 @@ def train_keypoints(config: TrainConfig, reporter: TrainingReporter | None = Non
     val_loader = _pose_loader(config, model, "val", hyper.batch_size, augment=False)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    params = [p for m in model.part_modules("keypoint") for p in m.parameters()]
+    frozen = freeze_modules([model.backbone]) if hyper.freeze_backbone else []
+    params = [p for m in model.part_modules("keypoint") for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=hyper.lr, weight_decay=hyper.weight_decay)
     run.restore(optimizer)
     net = distribute(model, params, run.device)
@@ -217,6 +218,8 @@ def train_keypoints(config: TrainConfig, reporter: TrainingReporter | None = Non
     for epoch in range(run.state.epoch + 1, hyper.epochs + 1):
         seed_epoch(config, epoch, train_loader)
         model.train()
+        for module in frozen:
+            module.eval()
 
         def step(batch: dict[str, Any], epoch: int = epoch) -> dict[str, float]:
             lr = keypoint_lr(config, epoch, run.state.step, total_steps)
@@ -288,14 +291,18 @@ def _validate(
     return total / max(count, 1), {key: value / max(count, 1) for key, value in sums.items()}
 
 
-def freeze_keypoint_path(model: MultiPoseNet) -> list[nn.Module]:
-    """No gradient and BatchNorm statistics frozen for the backbone + keypoint FPN + keypoint subnet."""
-    frozen = model.part_modules("keypoint")
-    for module in frozen:
+def freeze_modules(modules: list[nn.Module]) -> list[nn.Module]:
+    """No gradient and BatchNorm statistics frozen for ``modules`` (put back in eval mode each epoch)."""
+    for module in modules:
         module.eval()
         for parameter in module.parameters():
             parameter.requires_grad_(False)
-    return frozen
+    return modules
+
+
+def freeze_keypoint_path(model: MultiPoseNet) -> list[nn.Module]:
+    """No gradient and BatchNorm statistics frozen for the backbone + keypoint FPN + keypoint subnet."""
+    return freeze_modules(model.part_modules("keypoint"))
 
 
 def train_detection(config: TrainConfig, reporter: TrainingReporter | None = None) -> RunState:
