@@ -85,7 +85,7 @@ clean:
 # trained again from fresh weights on the same images, a tenth of the train images replaced by frames
 # without people (its negatives); keypoints, PRN and activity kept (about 30 min more). Stage 3, from
 # stage 2: the keypoint FPN + subnet trained 4 more epochs on the kept ResNet trunk (the detector's features
-# do not move), activity trained again on the poses it finds (about 80 min on the AVX2-only CPU).
+# do not move), activity trained again on the poses it finds (95 min on an AVX2-only CPU in fp32).
 # Deterministic for DEMO_SEED on one machine. Resumable: stopped anywhere (Ctrl-C, a kill, a lost
 # session), the same command continues from the last completed epoch and ends with the same bytes.
 # Run it in the background: `nohup make demo-weights > build/demo-weights.log 2>&1 &`.

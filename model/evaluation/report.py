@@ -233,6 +233,13 @@ def results_markdown(results: dict[str, Any], title: str = "posestream evaluatio
 
 _FLAT_SECTIONS = (
     (
+        "ceilings",
+        "Keypoint AP with one stage put right (stage ceilings)",
+        "The pipeline's persons with left/right pairs turned as the ground truth has them, with every joint "
+        "on its own channel's peak nearest the truth (perfect assignment), or with the truth's keypoints in "
+        "every predicted box (perfect keypoints): what each stage leaves on the table.",
+    ),
+    (
         "activity_predicted",
         "Activity on predicted poses of held-out persons",
         "Persons the pipeline found (box IoU ≥ 0.5, one-to-one), their activity from the predicted pose.",

@@ -63,6 +63,11 @@ class PrnHyper(BaseModel):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
     real_pose_fraction: float = Field(0.0, ge=0, lt=1)
+    # inputs that look like the backbone's peaks (model/train/prn_noise.py); 0: the seed's clean ground truth
+    box_jitter: float = Field(0.0, ge=0, le=1)
+    point_jitter: float = Field(0.0, ge=0, le=1)
+    mirror_prob: float = Field(0.0, ge=0, lt=1)
+    drop_prob: float = Field(0.0, ge=0, lt=1)
 
 
 class ActivityHyper(BaseModel):

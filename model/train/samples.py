@@ -41,19 +41,28 @@ from model.config import ModelConfig
 from model.predictions import FLIP_PAIRS, Detections, PersonPrediction
 from model.prn import PoseResidualNetwork, as_distribution, enlarge_boxes, peaks_on_grid, render_prn_input
 from model.train.coco import CocoKeypoints, Person
+from model.train.prn_noise import PrnNoise, mirrored_channels, noisy_people
 
 log = structlog.get_logger()
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def prn_sample(people: list[Person], index: int, config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input, target), each (17, grid_h, grid_w), for person ``index`` among ``people`` of one image."""
-    labelled = [p for p in people if p.labelled]
+def prn_sample(
+    people: list[Person], index: int, config: ModelConfig, noise: PrnNoise | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, target), each (17, grid_h, grid_w), for person ``index`` among ``people`` of one image;
+    ``noise``: inputs perturbed as the backbone's peaks are (``model.train.prn_noise``)."""
     if not people[index].labelled:
         raise ValueError("PRN samples are made for labelled people only")
-    box = enlarge_boxes(torch.from_numpy(people[index].box[None].copy()), config.prn_box_enlarge)  # (1, 4)
-    everyone = _as_peaks(labelled)  # (17, P, 3)
+    own_box = people[index].box
+    if noise is not None and noise.active:
+        people, own_box = noisy_people(people, index, noise)
+    box = enlarge_boxes(torch.from_numpy(own_box[None].copy()), config.prn_box_enlarge)  # (1, 4)
+    labelled = [p for p in people if p.labelled]
+    everyone = _as_peaks(labelled) if labelled else torch.zeros((17, 0, 3))  # (17, P, 3)
+    if noise is not None and noise.mirror_prob > 0:
+        everyone = mirrored_channels(everyone, noise)  # (17, 2P, 3)
     own = _as_peaks([people[index]])  # (17, 1, 3)
     # the target is a distribution per joint, as the PRN's softmax output (see PoseResidualNetwork.loss)
     return render_prn_input(everyone, box, config)[0], as_distribution(render_prn_input(own, box, config))[0]
@@ -125,7 +134,8 @@ class PrnTrainingSet(Dataset):
     (and, with ``mirror_real_poses``, their mirror images) overlaid 2–4 to a scene are added until they
     are a share f of the items (``round(f / (1 - f) · synthetic)`` persons; the scenes are fixed by
     ``seed``). ``sources[i]`` says which an item is ("synthetic" / "real"); the people of a real scene
-    carry the real annotation's id as ``annotation_id``."""
+    carry the real annotation's id as ``annotation_id``. ``noise``: each item's input drawn anew as the
+    backbone's peaks look (``model.train.prn_noise``; None: clean ground truth)."""
 
     def __init__(
         self,
@@ -135,10 +145,12 @@ class PrnTrainingSet(Dataset):
         real_pose_fraction: float = 0.0,
         seed: int = 0,
         mirror_real_poses: bool = True,
+        noise: PrnNoise | None = None,
     ) -> None:
         if not 0.0 <= real_pose_fraction < 1.0:
             raise ValueError(f"real_pose_fraction must be in [0, 1), got {real_pose_fraction}")
         self.config = config
+        self.noise = noise
         self.people = [source.people(i) for i in range(len(source))]
         self.index = [
             (i, n) for i, people in enumerate(self.people) for n, p in enumerate(people) if p.labelled
@@ -162,7 +174,7 @@ class PrnTrainingSet(Dataset):
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, person = self.index[item]
-        return prn_sample(self.people[image], person, self.config)
+        return prn_sample(self.people[image], person, self.config, self.noise)
 
 
 def real_pose_scenes(

@@ -42,6 +42,7 @@ from model.train.loop import (
     set_sampler_epoch,
 )
 from model.train.precision import MixedPrecision
+from model.train.prn_noise import PrnNoise
 from model.train.reporting import TrainingReporter
 from model.train.samples import ActivityPoseSet, PrnTrainingSet, assignment_accuracy
 from model.train.schedule import multistep_factor, set_lr, step_decay_lr, warmup_factor
@@ -383,6 +384,7 @@ def train_prn(config: TrainConfig, reporter: TrainingReporter | None = None) -> 
         real_annotations=real_train,
         real_pose_fraction=hyper.real_pose_fraction,
         seed=config.seed,
+        noise=PrnNoise(hyper.box_jitter, hyper.point_jitter, hyper.mirror_prob, hyper.drop_prob),
     )
     log.info(
         "prn training samples",

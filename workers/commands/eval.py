@@ -51,6 +51,7 @@ def _run(
     scenes: int,
     poses: Path | None,
     test_time: Any = None,  # a model.test_time.TestTimeAugmentation for the pipeline; None: one view
+    ceilings: bool = False,
 ) -> dict[str, Any]:
     import torch
 
@@ -75,6 +76,10 @@ def _run(
         results["meta"]["test_time"] = pipeline.test_time.describe()
         results["pipeline"] = evaluate_pipeline(pipeline, data, split, max_images, results_dir=out)
         results["diagnostics"] = pipeline_diagnostics(pipeline, data, split, max_images).as_dict()
+        if ceilings:
+            from model.evaluation.ceilings import pipeline_ceilings
+
+            results["ceilings"] = pipeline_ceilings(pipeline, data, split, max_images).as_dict()
     if "prn" in what:
         from model.evaluation.prn_eval import evaluate_prn_real_poses, evaluate_prn_split
 
@@ -145,6 +150,12 @@ def _make_command(name: str, parts: tuple[str, ...], doc: str):  # noqa: ANN202 
         flip: bool = typer.Option(
             False, "--flip/--no-flip", help="Pipeline: also run each scale mirrored left-right and average."
         ),
+        ceilings: bool = typer.Option(
+            False,
+            "--ceilings/--no-ceilings",
+            help="Pipeline: also the keypoint AP with left/right, the assignment or the detector put right "
+            "from the ground truth (model/evaluation/ceilings.py; runs the pipeline once more).",
+        ),
         study: bool = typer.Option(
             False,
             "--study",
@@ -175,6 +186,7 @@ def _make_command(name: str, parts: tuple[str, ...], doc: str):  # noqa: ANN202 
                 scenes,
                 poses,
                 test_time,
+                ceilings=ceilings,
             )
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
