@@ -95,20 +95,25 @@ def test_another_recipe_in_the_work_dir_starts_afresh(tmp_path):
     assert recipe["seed"] == 3 and recipe["images"] == 24
 
 
+def _run_stage(tmp_path: Path, flag: str, stage: int):
+    """The smoke recipe's stage ``stage`` (``flag`` = --continue-from / --refine-from) from the committed
+    checkpoint: (input path, work dir, output path, input model, output model, output meta)."""
+    from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+
+    init = tmp_path / f"stage{stage - 1}.pt"
+    init.write_bytes(DEFAULT_CHECKPOINT.read_bytes())
+    work, out = tmp_path / f"stage{stage}", tmp_path / f"stage{stage}.pt"
+    command = [*_recipe(work, out), flag, str(init)]
+    subprocess.run(command, cwd=REPO, env=_env(), check=True, capture_output=True, timeout=600)
+    return init, work, out, load_checkpoint(init)[0], *load_checkpoint(out)
+
+
 def test_stage_two_retrains_the_detector_alone_with_empty_frames(tmp_path):
     """Stage 2 (``--continue-from``): the detector is trained again from fresh weights with empty frames
     among its images; keypoints, PRN and activity stay byte for byte; the recipe names its input by digest."""
     import torch
 
-    from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-
-    init = tmp_path / "stage1.pt"
-    init.write_bytes(DEFAULT_CHECKPOINT.read_bytes())
-    work, out = tmp_path / "stage2", tmp_path / "stage2.pt"
-    command = [*_recipe(work, out), "--continue-from", str(init)]
-    subprocess.run(command, cwd=REPO, env=_env(), check=True, capture_output=True, timeout=600)
-    before, _ = load_checkpoint(init)
-    after, meta = load_checkpoint(out)
+    init, work, out, before, after, meta = _run_stage(tmp_path, "--continue-from", 2)
     assert meta["version"].endswith("+empty-frames")
     assert set(meta["trained_parts"]) == {"keypoint", "detection", "prn", "activity"}
     for part in ("keypoint", "prn", "activity"):
@@ -136,15 +141,7 @@ def test_stage_three_trains_the_keypoint_head_on_the_kept_trunk(tmp_path):
     the detector and the PRN stay byte for byte (the detector still reads the features it was trained on)."""
     import torch
 
-    from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-
-    init = tmp_path / "stage2.pt"
-    init.write_bytes(DEFAULT_CHECKPOINT.read_bytes())
-    work, out = tmp_path / "stage3", tmp_path / "stage3.pt"
-    command = [*_recipe(work, out), "--refine-from", str(init)]
-    subprocess.run(command, cwd=REPO, env=_env(), check=True, capture_output=True, timeout=600)
-    before, _ = load_checkpoint(init)
-    after, meta = load_checkpoint(out)
+    init, work, out, before, after, meta = _run_stage(tmp_path, "--refine-from", 3)
     assert meta["version"].endswith("+keypoint-head")
     for module in ("backbone", "detection_fpn", "detection_head", "prn"):
         for name, tensor in getattr(before, module).state_dict().items():
