@@ -78,14 +78,16 @@ annotated-strip: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
 
-# The committed demo checkpoint (model/weights/demo.pt + demo.md, shipped in the wheel), in two stages.
+# The committed demo checkpoint (model/weights/demo.pt + demo.md, shipped in the wheel), in four stages.
 # Stage 1: 3000 synthetic 480 px images (seed DEMO_SEED) → the four trainers from random weights (demo
 # preset; bf16 where the CPU has it natively, else fp32) → eval → fp16 (81 min on a 2-core CPU with
 # AVX-512 BF16, about 5 h on an AVX2-only one). Stage 2, from stage 1: the detector
 # trained again from fresh weights on the same images, a tenth of the train images replaced by frames
 # without people (its negatives); keypoints, PRN and activity kept (about 30 min more). Stage 3, from
 # stage 2: the keypoint FPN + subnet trained 4 more epochs on the kept ResNet trunk (the detector's features
-# do not move), activity trained again on the poses it finds (95 min on an AVX2-only CPU in fp32).
+# do not move), activity trained again on the poses it finds (95 min on an AVX2-only CPU in fp32). Stage 4,
+# from stage 3: the PRN trained 1 more epoch on inputs perturbed as the backbone's peaks are (loose boxes,
+# joints off, left/right mirrored, peaks missing: model/train/prn_noise.py), activity trained again.
 # Deterministic for DEMO_SEED on one machine. Resumable: stopped anywhere (Ctrl-C, a kill, a lost
 # session), the same command continues from the last completed epoch and ends with the same bytes.
 # Run it in the background: `nohup make demo-weights > build/demo-weights.log 2>&1 &`.
@@ -104,5 +106,8 @@ demo-weights: $(STAMP)
 		--continue-from $(DEMO_WORK)/stage1.pt --work-dir $(DEMO_WORK)/stage2 --out $(DEMO_WORK)/stage2.pt \
 		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)')) (stage 2)"
 	$(BIN)/python -m model.evaluation.demo_weights --seed $(DEMO_SEED) $(DEMO_ARGS) \
-		--refine-from $(DEMO_WORK)/stage2.pt --work-dir $(DEMO_WORK)/stage3 --out $(DEMO_OUT) \
+		--refine-from $(DEMO_WORK)/stage2.pt --work-dir $(DEMO_WORK)/stage3 --out $(DEMO_WORK)/stage3.pt \
 		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)')) (stage 3)"
+	$(BIN)/python -m model.evaluation.demo_weights --seed $(DEMO_SEED) $(DEMO_ARGS) \
+		--noise-prn-from $(DEMO_WORK)/stage3.pt --work-dir $(DEMO_WORK)/stage4 --out $(DEMO_OUT) \
+		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)')) (stage 4)"

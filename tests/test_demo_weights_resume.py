@@ -96,8 +96,8 @@ def test_another_recipe_in_the_work_dir_starts_afresh(tmp_path):
 
 
 def _run_stage(tmp_path: Path, flag: str, stage: int):
-    """The smoke recipe's stage ``stage`` (``flag`` = --continue-from / --refine-from) from the committed
-    checkpoint: (input path, work dir, output path, input model, output model, output meta)."""
+    """The smoke recipe's stage ``stage`` (``flag`` = --continue-from / --refine-from / --noise-prn-from)
+    from the committed checkpoint: (input path, work dir, output path, input model, output model, meta)."""
     from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 
     init = tmp_path / f"stage{stage - 1}.pt"
@@ -153,3 +153,23 @@ def test_stage_three_trains_the_keypoint_head_on_the_kept_trunk(tmp_path):
     assert recipe["init_sha256"] == _sha(init) and recipe["keypoint_freeze_backbone"] is True
     assert recipe["detection_epochs"] == 0 and recipe["prn_epochs"] == 0
     assert "Stage 3" in out.with_suffix(".md").read_text()
+
+
+def test_stage_four_trains_the_prn_on_peak_like_inputs(tmp_path):
+    """Stage 4 (``--noise-prn-from``): the PRN and the activity MLP learn, from the input's weights, on
+    perturbed inputs; the backbone, both FPNs and both heads stay byte for byte."""
+    import torch
+
+    init, work, out, before, after, meta = _run_stage(tmp_path, "--noise-prn-from", 4)
+    assert meta["version"].endswith("+noisy-prn")
+    for module in ("backbone", "keypoint_fpn", "keypoint_head", "detection_fpn", "detection_head"):
+        for name, tensor in getattr(before, module).state_dict().items():
+            assert torch.equal(tensor, getattr(after, module).state_dict()[name]), f"{module}.{name}"
+    for module in ("prn", "activity"):
+        old, new = getattr(before, module).state_dict(), getattr(after, module).state_dict()
+        assert any(not torch.equal(old[name], new[name]) for name in old), module
+    recipe = json.loads((work / "recipe.json").read_text())
+    assert recipe["init_sha256"] == _sha(init) and recipe["prn_epochs"] == 1
+    assert recipe["keypoint_epochs"] == 0 and recipe["detection_epochs"] == 0
+    assert recipe["prn_mirror_prob"] > 0 and recipe["prn_point_jitter"] > 0
+    assert "Stage 4" in out.with_suffix(".md").read_text()
