@@ -693,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         "--images", type=int, default=None, help="override the recipe's synthetic image count"
     )
     parser.add_argument("--keypoint-epochs", type=int, default=None)
+    parser.add_argument("--prn-epochs", type=int, default=None)
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--record-command", default=None, help="the command to write into the card")
     parser.add_argument(
@@ -723,6 +724,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in {
             "images": args.images,
             "keypoint_epochs": args.keypoint_epochs,
+            "prn_epochs": args.prn_epochs,
             "steps_per_epoch": args.steps_per_epoch,
         }.items()
         if value is not None
