@@ -28,9 +28,9 @@ import structlog
 from torchvision.ops import box_iou
 
 from model.evaluation.coco_eval import (
-    COCO_KEYPOINT_SIGMAS,
     evaluation_pipeline,
     keypoint_result,
+    oks,
     person_category_id,
     pose_score,
     score_results,
@@ -72,14 +72,9 @@ def truth_people(gt: Any, image_id: int, category_id: int) -> list[TruthPerson]:
     return people
 
 
-def oks(keypoints: np.ndarray, truth: TruthPerson) -> float:
+def truth_oks(keypoints: np.ndarray, truth: TruthPerson) -> float:
     """COCO's object keypoint similarity of predicted (17, ≥2) points against one ground-truth person."""
-    labelled = truth.keypoints[:, 2] > 0
-    if not labelled.any():
-        return 0.0
-    variances = (2 * COCO_KEYPOINT_SIGMAS) ** 2
-    squared = ((keypoints[:, :2] - truth.keypoints[:, :2]) ** 2).sum(axis=1)
-    return float(np.exp(-squared / variances / (truth.area + np.spacing(1)) / 2)[labelled].mean())
+    return oks(keypoints, truth.keypoints, truth.area)
 
 
 def left_right_oracle(person: PosedPerson, truth: TruthPerson) -> np.ndarray:
@@ -88,7 +83,7 @@ def left_right_oracle(person: PosedPerson, truth: TruthPerson) -> np.ndarray:
     for left, right in FLIP_PAIRS:
         turned = points.copy()
         turned[[left, right]] = turned[[right, left]]
-        if oks(turned, truth) > oks(points, truth):
+        if truth_oks(turned, truth) > truth_oks(points, truth):
             points = turned
     return points
 
@@ -122,7 +117,7 @@ Fix = Callable[[PosedPerson, Sequence[TruthPerson], np.ndarray], np.ndarray]
 
 
 def _best_by_oks(person: PosedPerson, truths: Sequence[TruthPerson]) -> TruthPerson:
-    return max(truths, key=lambda truth: oks(person.keypoints, truth))
+    return max(truths, key=lambda truth: truth_oks(person.keypoints, truth))
 
 
 def _as_given(person: PosedPerson, truths: Sequence[TruthPerson], peaks: np.ndarray) -> np.ndarray:

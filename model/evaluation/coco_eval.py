@@ -39,6 +39,16 @@ BBOX_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR
 STAT_NAMES = {"keypoints": KEYPOINT_STAT_NAMES, "bbox": BBOX_STAT_NAMES}
 
 
+def oks(predicted: np.ndarray, truth: np.ndarray, area: float) -> float:
+    """Object keypoint similarity of one predicted pose (17, ≥2) against one ground truth (17, 3)."""
+    labelled = truth[:, 2] > 0
+    if not labelled.any():
+        return 0.0
+    squared = ((predicted[:, :2] - truth[:, :2]) ** 2).sum(axis=1)
+    similarity = np.exp(-squared / (2 * max(area, 1.0) * (2 * COCO_KEYPOINT_SIGMAS) ** 2))
+    return float(similarity[labelled].mean())
+
+
 def load_ground_truth(source: str | Path | dict[str, Any]) -> Any:
     """A pycocotools ``COCO`` from a person-keypoints JSON file or an in-memory COCO document."""
     from pycocotools.coco import COCO

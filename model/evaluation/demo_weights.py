@@ -738,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(chosen) > 1:
         parser.error(f"{' and '.join(flag for flag, *_ in chosen)} exclude each other (one stage a run)")
     if chosen:
-        _, source, continued, _suffix = chosen[0]
+        _, source, continued, suffix = chosen[0]
         recipe = continued(recipe, source)
     recipe = dataclasses.replace(recipe, **overrides)
     out = args.out or (args.work_dir / "demo-smoke.pt" if args.smoke else DEFAULT_CHECKPOINT)
@@ -748,7 +748,6 @@ def main(argv: list[str] | None = None) -> int:
     if chosen:
         from model.checkpoint import load_checkpoint
 
-        _, source, _continued, suffix = chosen[0]
         version = f"{load_checkpoint(source)[1]['version']}{suffix}"
     figures = build(recipe, out, args.work_dir, command, version, fresh=args.fresh)
     print(json.dumps(figures, indent=2))

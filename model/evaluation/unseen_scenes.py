@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from model.evaluation.coco_eval import COCO_KEYPOINT_SIGMAS
+from model.evaluation.coco_eval import oks
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,6 @@ class UnseenSceneReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def oks(predicted: np.ndarray, truth: np.ndarray, area: float) -> float:
-    """Object keypoint similarity of one predicted pose (17, ≥2) against one ground truth (17, 3)."""
-    labelled = truth[:, 2] > 0
-    if not labelled.any():
-        return 0.0
-    squared = ((predicted[:, :2] - truth[:, :2]) ** 2).sum(axis=1)
-    similarity = np.exp(-squared / (2 * max(area, 1.0) * (2 * COCO_KEYPOINT_SIGMAS) ** 2))
-    return float(similarity[labelled].mean())
 
 
 def mean_box_pose(seed: int, scenes: int, size: int, max_people: int) -> np.ndarray:
