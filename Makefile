@@ -86,7 +86,7 @@ clean:
 # without people (its negatives); keypoints, PRN and activity kept (about 30 min more). Stage 3, from
 # stage 2: the keypoint FPN + subnet trained 4 more epochs on the kept ResNet trunk (the detector's features
 # do not move), activity trained again on the poses it finds (95 min on an AVX2-only CPU in fp32). Stage 4,
-# from stage 3: the PRN trained 1 more epoch on inputs perturbed as the backbone's peaks are (loose boxes,
+# from stage 3: the PRN trained 2 more epochs on inputs perturbed as the backbone's peaks are (loose boxes,
 # joints off, left/right mirrored, peaks missing: model/train/prn_noise.py), activity trained again.
 # Deterministic for DEMO_SEED on one machine. Resumable: stopped anywhere (Ctrl-C, a kill, a lost
 # session), the same command continues from the last completed epoch and ends with the same bytes.

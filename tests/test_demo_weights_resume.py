@@ -169,7 +169,7 @@ def test_stage_four_trains_the_prn_on_peak_like_inputs(tmp_path):
         old, new = getattr(before, module).state_dict(), getattr(after, module).state_dict()
         assert any(not torch.equal(old[name], new[name]) for name in old), module
     recipe = json.loads((work / "recipe.json").read_text())
-    assert recipe["init_sha256"] == _sha(init) and recipe["prn_epochs"] == 1
+    assert recipe["init_sha256"] == _sha(init) and recipe["prn_epochs"] == 2
     assert recipe["keypoint_epochs"] == 0 and recipe["detection_epochs"] == 0
     assert recipe["prn_mirror_prob"] > 0 and recipe["prn_point_jitter"] > 0
     assert "Stage 4" in out.with_suffix(".md").read_text()
