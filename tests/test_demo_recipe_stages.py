@@ -6,7 +6,9 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
-from model.evaluation.demo_weights import Recipe, part_config, provenance
+from model.evaluation.demo_card import provenance
+from model.evaluation.demo_recipe import Recipe
+from model.evaluation.demo_weights import part_config
 
 
 def _checkpoint(tmp_path: Path) -> Path:

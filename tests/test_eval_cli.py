@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 from model.checkpoint import save_checkpoint
 from model.config import ModelConfig
 from model.data.synth import generate_dataset
-from model.evaluation.demo_weights import MAX_CHECKPOINT_BYTES, TARGETS, Recipe, headline, write_card
+from model.evaluation.demo_card import TARGETS, headline, write_card
+from model.evaluation.demo_recipe import Recipe
+from model.evaluation.demo_weights import MAX_CHECKPOINT_BYTES
 from model.multiposenet import MultiPoseNet
 
 

@@ -16,24 +16,22 @@ Deterministic for a seed on a given machine and thread count: the data are a fun
 nothing depends on the clock (the recipe is sized by steps, not by time). ``--smoke`` runs the same recipe
 with tiny sizes (a few minutes) to prove it works.
 
-Stage 2 (``--continue-from CKPT``, ``Recipe.continued``): the run starts from a finished checkpoint; the
-parts in ``fresh_parts`` (the detector) are set back to fresh weights and trained again, the parts given
-0 epochs are kept as they are, and the synthetic set is the same seed's with ``empty_fraction`` of its
-train images replaced by frames that hold nobody (the detector's negatives). The input's sha256 is part
-of the recipe. ``make demo-weights`` is stage 1 (from nothing) followed by stage 2 (from stage 1).
+Stages 2–4 (``--continue-from`` / ``--refine-from`` / ``--noise-prn-from CKPT``; ``Recipe.continued`` /
+``refined`` / ``prn_noised`` in ``model.evaluation.demo_recipe``): the run starts from a finished
+checkpoint, whose sha256 is part of the recipe; the parts in ``fresh_parts`` are set back to fresh weights
+and trained again, the parts given 0 epochs are kept byte for byte. ``make demo-weights`` runs stage 1
+(from nothing) and then each stage from the one before. The card is ``model.evaluation.demo_card``.
 
-Run:  ``python -m model.evaluation.demo_weights [--seed 0] [--smoke] [--continue-from CKPT]``.
+Run:  ``python -m model.evaluation.demo_weights [--seed 0] [--smoke] [--continue-from | --refine-from |
+--noise-prn-from CKPT]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import hashlib
 import json
-import os
-import platform
 import shlex
 import shutil
 import sys
@@ -45,171 +43,14 @@ import structlog
 import torch
 
 from model.checkpoint import DEFAULT_CHECKPOINT
-from model.train.precision import native_bf16, resolve_precision
+from model.evaluation.demo_card import headline, write_card
+from model.evaluation.demo_recipe import REPO, Recipe
+from model.train.precision import resolve_precision
 
 log = structlog.get_logger()
 
-REPO = Path(__file__).resolve().parent.parent.parent
 MAX_CHECKPOINT_BYTES = 50 * 1024 * 1024
 UNSEEN_SEED_OFFSET = 1_000_003  # the unseen-scene check draws seed + this: scenes no recipe trains on
-# issue 16's targets; "≤" for the false persons per empty frame and the left/right correlation
-TARGETS: dict[str, tuple[str, float]] = {
-    "keypoint_ap": ("≥", 0.5),
-    "box_ap": ("≥", 0.5),
-    "prn_gt_ap": ("≥", 0.9),
-    "prn_gt_ap_real_poses": ("≥", 0.75),
-    "activity_macro_f1": ("≥", 0.9),
-    "activity_accuracy_predicted": ("≥", 0.8),
-    "left_right_correlation": ("<", 0.5),
-    "false_persons_per_empty_frame": ("≤", 0.05),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """Sizes of the run. The defaults are the full recipe: ≈ 1.5–2 h on 2 CPU cores with AVX-512 BF16 (see
-    demo.md); an AVX2-only CPU trains in fp32 at ≈ 4.1 s a keypoint step, ≈ 5 h in all."""
-
-    seed: int = 0
-    images: int = 3000  # synthetic images, train + val (44 images/s to draw: data is cheap, steps are not)
-    val_fraction: float = 0.05
-    size: int = 480  # synthetic image side = the network's canvas
-    max_people: int = 8  # as `posestream data synth` draws by default
-    batch_size: int = 8  # keypoints and detection
-    # keypoints: person-centred 256 px windows of the 480 canvas (people keep their inference size),
-    # bf16 autocast + channels-last where native (2.7× the fp32 samples/s with AVX-512 BF16), Adam with
-    # warm-up + cosine
-    keypoint_epochs: int = 10  # ≈ 3560 steps of 8 crops
-    keypoint_crop: int = 256
-    keypoint_lr: float = 5e-4  # 2e-3 (with intermediate weight 0.1) left flat maps: model/train/config.py
-    keypoint_warmup_steps: int = 150
-    intermediate_weight: float = 1.0
-    keypoint_freeze_backbone: bool = False  # stage 3: the keypoint FPN + subnet learn on the kept trunk
-    flip_prob: float = 0.5
-    centre_jitter: float = 0.15
-    detection_epochs: int = 4  # ≈ 1420 steps, frozen backbone, 352 px windows roaming over the canvas
-    detection_crop: int = 352
-    prn_epochs: int = 12
-    prn_real_pose_fraction: float = 0.5
-    # stage 4: PRN inputs drawn as the backbone's peaks look (model/train/prn_noise.py; 0: clean truth)
-    prn_box_jitter: float = 0.0
-    prn_point_jitter: float = 0.0
-    prn_mirror_prob: float = 0.0
-    prn_drop_prob: float = 0.0
-    activity_epochs: int = 40
-    pose_extraction_images: int | None = 900  # train images whose predicted poses join activity training
-    precision: str = "auto"  # bf16 where the CPU has it natively, else fp32 (model/train/precision.py)
-    steps_per_epoch: int | None = None  # cap on batches per epoch (None: the whole train split)
-    cv_epochs: int = 60  # activity MLP epochs per cross-validation fold
-    eval_images: int | None = None  # val images for the pipeline AP (None: all)
-    real_pose_scenes: int = 200
-    empty_frames: int = 40
-    unseen_scenes: int = 40  # scenes of a seed the recipe never draws, at the display threshold
-    workers: int = 1  # DataLoader processes (results do not depend on it)
-    empty_fraction: float = 0.0  # train images with nobody in them (detector negatives)
-    init_checkpoint: str | None = None  # continue from this finished checkpoint (repo-relative path)
-    init_sha256: str | None = None  # ... whose bytes are these
-    fresh_parts: tuple[str, ...] = ()  # parts of the input checkpoint trained again from fresh weights
-
-    def epochs_of(self, part: str) -> int:
-        """Epochs this recipe gives the trainer ``part`` (keypoints, detection, prn, activity)."""
-        return {
-            "keypoints": self.keypoint_epochs,
-            "detection": self.detection_epochs,
-            "prn": self.prn_epochs,
-            "activity": self.activity_epochs,
-        }[part]
-
-    def continued(self, checkpoint: Path) -> Recipe:
-        """Stage 2: from ``checkpoint`` (stage 1), the detector trained again from fresh weights for the
-        same epochs on the same images, a tenth of the train images replaced by empty frames (drawn
-        backgrounds, noise) — its negatives; keypoints, PRN and activity are kept (0 epochs). Stage 1's
-        detector is the control: the one change is the empty frames."""
-        return dataclasses.replace(
-            self,
-            keypoint_epochs=0,
-            prn_epochs=0,
-            activity_epochs=0,
-            empty_fraction=0.1,
-            fresh_parts=("detection",),
-            init_checkpoint=_repo_path(checkpoint),
-            init_sha256=hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
-        )
-
-    def refined(self, checkpoint: Path, keypoint_epochs: int = 4) -> Recipe:
-        """Stage 3: from ``checkpoint`` (stage 2), the keypoint FPN + subnet trained further on its
-        frozen ResNet trunk — the features its detector was trained on do not move, so detection and PRN
-        are kept (0 epochs) — at half stage 1's peak lr with a short warm-up; activity trained again on the
-        poses the refined model finds. Same synthetic set as stage 1 (seed, no empty frames). The control
-        is the input checkpoint: the one change is more keypoint steps on the head."""
-        return dataclasses.replace(
-            self,
-            keypoint_epochs=keypoint_epochs,
-            keypoint_lr=self.keypoint_lr / 2,
-            keypoint_warmup_steps=50,
-            keypoint_freeze_backbone=True,
-            detection_epochs=0,
-            prn_epochs=0,
-            init_checkpoint=_repo_path(checkpoint),
-            init_sha256=hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
-        )
-
-    def prn_noised(self, checkpoint: Path, prn_epochs: int = 2) -> Recipe:
-        """Stage 4: from ``checkpoint`` (stage 3), the PRN trained further on inputs perturbed as the
-        backbone's peaks are — loose boxes (0.1 of a side), joints 0.04·√area off, for half of the
-        left/right pairs both sides' joints in both channels, a tenth of the peaks missing — at the seed's
-        lr; activity trained again on the poses it then assigns. The amounts are those of the one-epoch A/B
-        in README.md ("What holds keypoint AP down"): pipeline keypoint AP 0.099 (clean control) → 0.114
-        on held-out scenes; 2 epochs, as the epochs A/B there chose (1 / 2 / 4: 0.128 / 0.132 / 0.133 from
-        stage 3). Keypoints and detection are kept (0 epochs); the control is the input checkpoint."""
-        return dataclasses.replace(
-            self,
-            keypoint_epochs=0,
-            detection_epochs=0,
-            prn_epochs=prn_epochs,
-            prn_box_jitter=0.1,
-            prn_point_jitter=0.04,
-            prn_mirror_prob=0.5,
-            prn_drop_prob=0.1,
-            init_checkpoint=_repo_path(checkpoint),
-            init_sha256=hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
-        )
-
-    @property
-    def prn_noise_active(self) -> bool:
-        return any((self.prn_box_jitter, self.prn_point_jitter, self.prn_mirror_prob, self.prn_drop_prob))
-
-    @classmethod
-    def smoke(cls, seed: int = 0) -> Recipe:
-        """The same steps at toy sizes: proves the recipe end to end in a few minutes."""
-        return cls(
-            seed=seed,
-            images=24,
-            val_fraction=0.25,
-            size=128,
-            max_people=3,
-            batch_size=4,
-            keypoint_epochs=2,
-            keypoint_crop=96,
-            keypoint_warmup_steps=2,
-            detection_epochs=1,
-            detection_crop=128,
-            prn_epochs=1,
-            activity_epochs=2,
-            steps_per_epoch=3,
-            cv_epochs=3,
-            eval_images=4,
-            real_pose_scenes=20,
-            empty_frames=4,
-            unseen_scenes=3,
-            pose_extraction_images=8,
-            workers=0,
-        )
-
-
-def _repo_path(path: Path) -> str:
-    resolved = path.resolve()
-    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(resolved)
 
 
 def _timed(label: str, timings: dict[str, dict[str, float]], function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -448,157 +289,6 @@ def evaluate(recipe: Recipe, checkpoint: Path, data: Path, out: Path, timings: d
         "eval empty frames", timings, evaluate_empty_frames, pipeline, recipe.empty_frames, recipe.seed, size
     ).as_dict()
     return results
-
-
-def headline(results: dict[str, Any]) -> dict[str, Any]:
-    """The figures the issue sets targets for (+ baselines and diagnostics), rounded."""
-    real = results["prn"]["real_poses"]
-    # `posestream eval` results may lack the recipe-only parts (predicted-pose activity, empty frames)
-    diagnostics = results.get("diagnostics", {})
-    predicted = results.get("activity_predicted", {})
-    empty = results.get("empty_frames", {})
-    unseen = results.get("unseen_scenes", {})
-
-    def rounded(value: Any) -> float | None:
-        return None if value is None else round(float(value), 4)
-
-    return {
-        "keypoint_ap": rounded(results["pipeline"]["keypoints"]["AP"]),
-        "keypoint_ar": rounded(results["pipeline"]["keypoints"]["AR"]),
-        "box_ap": rounded(results["pipeline"]["bbox"]["AP"]),
-        "keypoint_ap_gt_boxes": rounded(diagnostics.get("keypoint_ap_gt_boxes")),
-        "median_joint_error_px": rounded(diagnostics.get("median_joint_error_px")),
-        "left_right_correlation": rounded(diagnostics.get("left_right_correlation")),
-        "prn_gt_ap": rounded(results["prn"]["split"]["network"]["AP"]),
-        "prn_gt_ap_baseline": rounded(results["prn"]["split"]["baseline"]["AP"]),
-        "prn_gt_ap_real_poses": None if "skipped" in real else rounded(real["network"]["AP"]),
-        "prn_gt_ap_real_poses_baseline": None if "skipped" in real else rounded(real["baseline"]["AP"]),
-        "activity_macro_f1": rounded(results["activity"]["macro"]["f1"]["mean"]),
-        "activity_macro_f1_std": rounded(results["activity"]["macro"]["f1"]["std"]),
-        "activity_accuracy": rounded(results["activity"]["macro"]["accuracy"]["mean"]),
-        "activity_accuracy_predicted": rounded(predicted.get("accuracy")),
-        "activity_matched_fraction": rounded(predicted.get("matched_fraction")),
-        "false_persons_per_empty_frame": rounded(empty.get("false_persons_per_frame")),
-        "unseen_precision": rounded(unseen.get("precision")),
-        "unseen_recall": rounded(unseen.get("recall")),
-        "unseen_median_oks": rounded(unseen.get("median_oks")),
-        "unseen_mean_pose_median_oks": rounded(unseen.get("mean_pose_median_oks")),
-        "unseen_activity_accuracy_predicted": rounded(unseen.get("activity_accuracy_predicted")),
-    }
-
-
-def target_met(figure: float | None, relation: str, target: float) -> bool:
-    if figure is None:
-        return False
-    return {"≥": figure >= target, "<": figure < target, "≤": figure <= target}[relation]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} logical CPUs, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads, CPU capability "
-        f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16(torch.device('cpu'))}), "
-        f"Python {platform.python_version()}"
-    )
-
-
-def write_card(
-    path: Path, checkpoint: Path, recipe: Recipe, figures: dict, results: dict, timings: dict, command: str
-) -> Path:
-    """``checkpoints/demo.md``: what the checkpoint is, how it was made, what it scores."""
-    from model.evaluation.report import markdown_table, results_markdown
-
-    size = checkpoint.stat().st_size
-    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    total = sum(t["wall_s"] for t in timings.values())
-    target_rows = [
-        [
-            name,
-            f"{relation} {target}",
-            figures[name],
-            "yes" if target_met(figures[name], relation, target) else "no",
-        ]
-        for name, (relation, target) in TARGETS.items()
-    ]
-    recipe_rows = [[field.name, repr(getattr(recipe, field.name))] for field in dataclasses.fields(recipe)]
-    timing_rows = [[step, f"{t['wall_s']:.1f}", f"{t['cpu_s']:.1f}"] for step, t in timings.items()]
-    body = [
-        f"# Demo checkpoint `{checkpoint.name}`",
-        "",
-        "The `demo` preset (ResNet-18, FPN 128) trained on synthetic people only, all four "
-        "parts, stored in half precision and shipped inside the wheel (`model/weights/`). "
-        "`posestream infer`, `serve` and `demo` load it by default.",
-        "",
-        provenance(recipe),
-        "",
-        f"- command: `{command}`",
-        f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {machine()}",
-        f"- total time: {total / 60:.1f} min (wall, summed over resumed runs; the CPU may have been shared)",
-        # model.checkpoint reads this digest back and checks the default checkpoint against it at load.
-        f"- file: {size / 1e6:.1f} MB, sha256 `{digest}` (checked at load: `model/checkpoint.py`)",
-        "",
-        "## Targets (held-out synthetic data)",
-        "",
-        markdown_table(["figure", "target", "reached", "met"], target_rows),
-        "",
-        results_markdown(results, title="Evaluation")
-        .replace("# Evaluation", "## Evaluation", 1)
-        .replace("\n## ", "\n### "),
-        "## Recipe",
-        "",
-        markdown_table(["parameter", "value"], recipe_rows),
-        "",
-        "## Time per step",
-        "",
-        markdown_table(["step", "wall s", "CPU s (this process)"], timing_rows),
-        "",
-    ]
-    path.write_text(repo_relative("\n".join(body)))
-    return path
-
-
-def provenance(recipe: Recipe) -> str:
-    """The card's paragraph on where the checkpoint comes from: which stage, from what, what changed."""
-    source = f"`{recipe.init_checkpoint}` (sha256 `{recipe.init_sha256}`"
-    if recipe.init_checkpoint is None:
-        return "Trained from scratch (random weights)."
-    if recipe.prn_noise_active:
-        return (
-            f"Stage 4, from {source}, stage 3; its card is in the git history of this file): the PRN "
-            f"trained {recipe.prn_epochs} more epoch(s) on inputs perturbed as the backbone's peaks are "
-            f"(box jitter {recipe.prn_box_jitter:g}, point jitter {recipe.prn_point_jitter:g} × √area, "
-            f"left/right mirror {recipe.prn_mirror_prob:g}, dropped peaks {recipe.prn_drop_prob:g}; "
-            "`model/train/prn_noise.py`), then activity trained again on the poses it assigns; keypoints "
-            "and detection are stage 3's, unchanged. The times below are this stage's only."
-        )
-    if recipe.keypoint_freeze_backbone:
-        return (
-            f"Stage 3, from {source}, stage 2; its card is in the git history of this file): the keypoint "
-            f"FPN + subnet trained {recipe.keypoint_epochs} more epochs on the kept ResNet trunk (lr "
-            f"{recipe.keypoint_lr:g}, cosine), then activity trained again on the poses the refined model "
-            "finds; detection and PRN are stage 2's, unchanged. The times below are this stage's only."
-        )
-    return (
-        f"Stage 2, from {source}, stage 1, trained from scratch; its card is in the git history of this "
-        f"file): {', '.join(recipe.fresh_parts) or 'no part'} trained again from fresh weights on the same "
-        f"synthetic set (seed {recipe.seed}) with {recipe.empty_fraction:.0%} of its train images replaced "
-        "by frames without people; every part given 0 epochs below is stage 1's, unchanged. The times "
-        "below are this stage's only."
-    )
-
-
-def repo_relative(text: str) -> str:
-    """Paths under the repository as ``./…``: the committed card reads the same on every clone."""
-    return text.replace(f"{REPO}/", "./")
 
 
 def build(
