@@ -78,7 +78,7 @@ annotated-strip: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
 
-# The committed demo checkpoint (model/weights/demo.pt + demo.md, shipped in the wheel), in four stages.
+# The committed demo checkpoint (model/weights/demo.pt + demo.md, shipped in the wheel), in five stages.
 # Stage 1: 3000 synthetic 480 px images (seed DEMO_SEED) → the four trainers from random weights (demo
 # preset; bf16 where the CPU has it natively, else fp32) → eval → fp16 (81 min on a 2-core CPU with
 # AVX-512 BF16, about 5 h on an AVX2-only one). Stage 2, from stage 1: the detector
@@ -87,7 +87,9 @@ clean:
 # stage 2: the keypoint FPN + subnet trained 4 more epochs on the kept ResNet trunk (the detector's features
 # do not move), activity trained again on the poses it finds (95 min on an AVX2-only CPU in fp32). Stage 4,
 # from stage 3: the PRN trained 2 more epochs on inputs perturbed as the backbone's peaks are (loose boxes,
-# joints off, left/right mirrored, peaks missing: model/train/prn_noise.py), activity trained again.
+# joints off, left/right mirrored, peaks missing: model/train/prn_noise.py), activity trained again. Stage 5,
+# from stage 4: stage 3's change again, the keypoint FPN + subnet 3 more epochs on the kept trunk, stage 4's
+# PRN kept, activity trained again (about 75 min on an AVX2-only CPU).
 # Deterministic for DEMO_SEED on one machine. Resumable: stopped anywhere (Ctrl-C, a kill, a lost
 # session), the same command continues from the last completed epoch and ends with the same bytes.
 # Run it in the background: `nohup make demo-weights > build/demo-weights.log 2>&1 &`.
@@ -109,5 +111,8 @@ demo-weights: $(STAMP)
 		--refine-from $(DEMO_WORK)/stage2.pt --work-dir $(DEMO_WORK)/stage3 --out $(DEMO_WORK)/stage3.pt \
 		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)')) (stage 3)"
 	$(BIN)/python -m model.evaluation.demo_weights --seed $(DEMO_SEED) $(DEMO_ARGS) \
-		--noise-prn-from $(DEMO_WORK)/stage3.pt --work-dir $(DEMO_WORK)/stage4 --out $(DEMO_OUT) \
+		--noise-prn-from $(DEMO_WORK)/stage3.pt --work-dir $(DEMO_WORK)/stage4 --out $(DEMO_WORK)/stage4.pt \
 		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)')) (stage 4)"
+	$(BIN)/python -m model.evaluation.demo_weights --seed $(DEMO_SEED) $(DEMO_ARGS) \
+		--refine-from $(DEMO_WORK)/stage4.pt --stage 5 --keypoint-epochs 3 --work-dir $(DEMO_WORK)/stage5 --out $(DEMO_OUT) \
+		--record-command "$(strip make demo-weights DEMO_SEED=$(DEMO_SEED) $(if $(DEMO_ARGS),DEMO_ARGS='$(DEMO_ARGS)')) (stage 5)"

@@ -35,11 +35,14 @@ def test_each_stage_names_itself_on_the_card(tmp_path):
         2: provenance(Recipe().continued(checkpoint)),
         3: provenance(Recipe().refined(checkpoint)),
         4: provenance(Recipe().prn_noised(checkpoint)),
+        5: provenance(Recipe().refined(checkpoint, keypoint_epochs=3, stage=5)),
     }
     assert texts[1].startswith("Trained from scratch")
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    for stage in (2, 3, 4):
+    for stage in (2, 3, 4, 5):
         assert texts[stage].startswith(f"Stage {stage}, from `") and digest in texts[stage]
+        assert f"stage {stage - 1}; its card: `" in texts[stage]  # the input's card, beside it
     assert "mirror 0.5" in texts[4]
+    assert "3 more epochs" in texts[5] and "PRN are stage 4's" in texts[5]  # stage 5 keeps stage 4's PRN
     unchanged = dataclasses.replace(Recipe().prn_noised(checkpoint), prn_mirror_prob=0.0)
     assert "mirror 0" in provenance(unchanged)  # the card prints the amounts the run used

@@ -153,31 +153,34 @@ def write_card(
 
 def provenance(recipe: Recipe) -> str:
     """The card's paragraph on where the checkpoint comes from: which stage, from what, what changed."""
-    source = f"`{recipe.init_checkpoint}` (sha256 `{recipe.init_sha256}`"
     if recipe.init_checkpoint is None:
         return "Trained from scratch (random weights)."
+    previous = recipe.stage - 1
+    card = Path(recipe.init_checkpoint).with_suffix(".md")  # written beside every stage's checkpoint
+    digest = recipe.init_sha256
+    source = f"`{recipe.init_checkpoint}` (sha256 `{digest}`, stage {previous}; its card: `{card}`)"
+    kept = "The times below are this stage's only."
     if recipe.prn_noise_active:
         return (
-            f"Stage 4, from {source}, stage 3; its card is in the git history of this file): the PRN "
-            f"trained {recipe.prn_epochs} more epoch(s) on inputs perturbed as the backbone's peaks are "
-            f"(box jitter {recipe.prn_box_jitter:g}, point jitter {recipe.prn_point_jitter:g} × √area, "
-            f"left/right mirror {recipe.prn_mirror_prob:g}, dropped peaks {recipe.prn_drop_prob:g}; "
-            "`model/train/prn_noise.py`), then activity trained again on the poses it assigns; keypoints "
-            "and detection are stage 3's, unchanged. The times below are this stage's only."
+            f"Stage {recipe.stage}, from {source}: the PRN trained {recipe.prn_epochs} more epoch(s) on "
+            f"inputs perturbed as the backbone's peaks are (box jitter {recipe.prn_box_jitter:g}, point "
+            f"jitter {recipe.prn_point_jitter:g} × √area, left/right mirror {recipe.prn_mirror_prob:g}, "
+            f"dropped peaks {recipe.prn_drop_prob:g}; `model/train/prn_noise.py`), then activity trained "
+            f"again on the poses it assigns; keypoints and detection are stage {previous}'s, unchanged. "
+            + kept
         )
     if recipe.keypoint_freeze_backbone:
         return (
-            f"Stage 3, from {source}, stage 2; its card is in the git history of this file): the keypoint "
-            f"FPN + subnet trained {recipe.keypoint_epochs} more epochs on the kept ResNet trunk (lr "
-            f"{recipe.keypoint_lr:g}, cosine), then activity trained again on the poses the refined model "
-            "finds; detection and PRN are stage 2's, unchanged. The times below are this stage's only."
+            f"Stage {recipe.stage}, from {source}: the keypoint FPN + subnet trained "
+            f"{recipe.keypoint_epochs} more epochs on the kept ResNet trunk (lr {recipe.keypoint_lr:g}, "
+            "cosine), then activity trained again on the poses the refined model finds; detection and PRN "
+            f"are stage {previous}'s, unchanged. {kept}"
         )
     return (
-        f"Stage 2, from {source}, stage 1, trained from scratch; its card is in the git history of this "
-        f"file): {', '.join(recipe.fresh_parts) or 'no part'} trained again from fresh weights on the same "
+        f"Stage {recipe.stage}, from {source}: "
+        f"{', '.join(recipe.fresh_parts) or 'no part'} trained again from fresh weights on the same "
         f"synthetic set (seed {recipe.seed}) with {recipe.empty_fraction:.0%} of its train images replaced "
-        "by frames without people; every part given 0 epochs below is stage 1's, unchanged. The times "
-        "below are this stage's only."
+        f"by frames without people; every part given 0 epochs below is stage {previous}'s, unchanged. {kept}"
     )
 
 

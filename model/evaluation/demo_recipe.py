@@ -1,9 +1,10 @@
 """The demo checkpoint's recipe: the sizes and settings of each ``make demo-weights`` stage.
 
 ``Recipe()`` is stage 1 (all four parts from random weights); ``continued`` (stage 2), ``refined``
-(stage 3) and ``prn_noised`` (stage 4) each start from a finished checkpoint, named by its digest, and
-change one thing. The recipe is written beside a run (``WORK_DIR/recipe.json``): a run resumes only with
-the same recipe. ``model.evaluation.demo_weights`` runs it.
+(stage 3, and stage 5 on stage 4's output) and ``prn_noised`` (stage 4) each start from a finished
+checkpoint, named by its digest, and change one thing. The recipe is written beside a run
+(``WORK_DIR/recipe.json``): a run resumes only with the same recipe. ``model.evaluation.demo_weights``
+runs it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class Recipe:
     """Sizes of the run. The defaults are the full recipe: ≈ 1.5–2 h on 2 CPU cores with AVX-512 BF16 (see
     demo.md); an AVX2-only CPU trains in fp32 at ≈ 4.1 s a keypoint step, ≈ 5 h in all."""
 
+    stage: int = 1  # which `make demo-weights` stage this is (the card names it and the stage it comes from)
     seed: int = 0
     images: int = 3000  # synthetic images, train + val (44 images/s to draw: data is cheap, steps are not)
     val_fraction: float = 0.05
@@ -77,6 +79,7 @@ class Recipe:
         detector is the control: the one change is the empty frames."""
         return dataclasses.replace(
             self,
+            stage=2,
             keypoint_epochs=0,
             prn_epochs=0,
             activity_epochs=0,
@@ -86,14 +89,16 @@ class Recipe:
             init_sha256=hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
         )
 
-    def refined(self, checkpoint: Path, keypoint_epochs: int = 4) -> Recipe:
+    def refined(self, checkpoint: Path, keypoint_epochs: int = 4, stage: int = 3) -> Recipe:
         """Stage 3: from ``checkpoint`` (stage 2), the keypoint FPN + subnet trained further on its
         frozen ResNet trunk — the features its detector was trained on do not move, so detection and PRN
         are kept (0 epochs) — at half stage 1's peak lr with a short warm-up; activity trained again on the
         poses the refined model finds. Same synthetic set as stage 1 (seed, no empty frames). The control
-        is the input checkpoint: the one change is more keypoint steps on the head."""
+        is the input checkpoint: the one change is more keypoint steps on the head. Stage 5 is the same
+        on stage 4's output (``stage=5``): the head trained further, stage 4's PRN kept."""
         return dataclasses.replace(
             self,
+            stage=stage,
             keypoint_epochs=keypoint_epochs,
             keypoint_lr=self.keypoint_lr / 2,
             keypoint_warmup_steps=50,
@@ -114,6 +119,7 @@ class Recipe:
         stage 3). Keypoints and detection are kept (0 epochs); the control is the input checkpoint."""
         return dataclasses.replace(
             self,
+            stage=4,
             keypoint_epochs=0,
             detection_epochs=0,
             prn_epochs=prn_epochs,

@@ -385,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keypoint-epochs", type=int, default=None)
     parser.add_argument("--prn-epochs", type=int, default=None)
     parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument(
+        "--stage", type=int, default=None, help="the stage number on the card (5: --refine-from stage 4)"
+    )
     parser.add_argument("--record-command", default=None, help="the command to write into the card")
     parser.add_argument(
         "--fresh", action="store_true", help="start afresh even where WORK_DIR holds a run of this recipe"
@@ -416,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             "keypoint_epochs": args.keypoint_epochs,
             "prn_epochs": args.prn_epochs,
             "steps_per_epoch": args.steps_per_epoch,
+            "stage": args.stage,
         }.items()
         if value is not None
     }
