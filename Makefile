@@ -89,7 +89,7 @@ clean:
 # from stage 3: the PRN trained 2 more epochs on inputs perturbed as the backbone's peaks are (loose boxes,
 # joints off, left/right mirrored, peaks missing: model/train/prn_noise.py), activity trained again. Stage 5,
 # from stage 4: stage 3's change again, the keypoint FPN + subnet 3 more epochs on the kept trunk, stage 4's
-# PRN kept, activity trained again (about 75 min on an AVX2-only CPU).
+# PRN kept, activity trained again (73 min on an AVX2-only CPU). All five: about 9 h on an AVX2-only 2-core CPU.
 # Deterministic for DEMO_SEED on one machine. Resumable: stopped anywhere (Ctrl-C, a kill, a lost
 # session), the same command continues from the last completed epoch and ends with the same bytes.
 # Run it in the background: `nohup make demo-weights > build/demo-weights.log 2>&1 &`.

@@ -11,7 +11,8 @@ ground truth, scored by the same COCOeval.
   the ceiling the detector's boxes and scores set.
 
 Measured on 195 held-out 480 px scenes (README): stage 2's demo checkpoint 0.101 / 0.130 / 0.244 / 0.755,
-stage 3's 0.116 / 0.145 / 0.264 / 0.757, stage 4's 0.128 / 0.162 / 0.263 / 0.756. The detector is not what
+stage 3's 0.116 / 0.145 / 0.264 / 0.757, stage 4's (2 PRN epochs) 0.134 / 0.165 / 0.265 / 0.756, stage 5's
+0.147 / 0.178 / 0.277 / 0.755. The detector is not what
 holds keypoint AP down; the peaks and their assignment are.
 """
 
