@@ -31,8 +31,9 @@ from redis.exceptions import AuthenticationError, ConnectionError, OutOfMemoryEr
 from schemas.settings import Settings
 from workers.pipeline import FramePipeline
 from workers.redis_errors import REDIS_UNREACHABLE
+from workers.streams.failures import raise_if_cancel_requested
 from workers.streams.lease import ShardLease
-from workers.streams.shard import ShardConsumer, raise_if_cancel_requested
+from workers.streams.shard import ShardConsumer
 from workers.streams.stats import ConsumerStats
 
 log = structlog.get_logger()

@@ -21,25 +21,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import ResponseError
 
-from model.predictions import PersonPrediction
 from model.tracking import FrameOrderError
 from schemas.settings import Settings
 from schemas.streams import StreamKeys
 from schemas.wire import STREAM_FIELD, DeadReason
-from workers.events import activity_changes, dead_letter, frame_result, person_events
 from workers.pipeline import FramePipeline
-from workers.redis_errors import REDIS_UNREACHABLE
 from workers.streams.decode import FrameRejected, ParsedFrame, decode_image, entry_identity, parse_entry
+from workers.streams.failures import REDIS_ERRORS, LeaseLost, failure_kind, raise_if_cancel_requested
 from workers.streams.lease import ShardLease
 from workers.streams.ordering import InFlightWindow, Slot
+from workers.streams.outcomes import Dead, Gone, Ok, Stale, encode_outcome
 from workers.streams.preview import PreviewWriter
 from workers.streams.reader import Entry, ShardReader
 from workers.streams.stale import StaleCandidate, StalePolicy, StaleRule
@@ -49,36 +47,6 @@ from workers.streams.window import WindowSize, window_size
 from workers.streams.writer import FencedWriter, Outputs, PublishStatus, RedisFull, Retention
 
 log = structlog.get_logger()
-
-REDIS_ERRORS = (*REDIS_UNREACHABLE, OutOfMemoryError)  # the last: writes refused at maxmemory
-
-
-class LeaseLost(Exception):
-    """This consumer no longer owns the shard: stop working it at once."""
-
-
-@dataclass
-class Ok:
-    persons: list[PersonPrediction]
-    model_version: str
-
-
-@dataclass
-class Stale:
-    rule: StaleRule
-
-
-@dataclass
-class Dead:
-    reason: str
-    error: str
-    payload: bytes
-    camera_id: str | None = None
-    frame_id: int | None = None
-
-
-class Gone:
-    """The entry vanished while pending (deleted by someone else): nothing to publish."""
 
 
 class ShardConsumer:
@@ -149,7 +117,7 @@ class ShardConsumer:
                 await self.preview.close()
                 return
             except (LeaseLost, *REDIS_ERRORS, BaseExceptionGroup) as exc:
-                kind = _failure_kind(exc)
+                kind = failure_kind(exc)
                 if kind == "lease":
                     return
                 if kind is None:
@@ -414,10 +382,11 @@ class ShardConsumer:
             self._check_lease()
             now_ms = await self.writer.redis_time_ms()
             steps = await self._track(slots)
+            limit = self.settings.dead_payload_bytes
             encoded = [
                 (slot, out)
                 for slot in slots
-                if (out := self._outputs(slot, now_ms, steps.get(slot))) is not None
+                if (out := encode_outcome(slot, now_ms, steps.get(slot), limit)) is not None
             ]
             try:
                 statuses = await self.writer.publish(self.lease.token, [out for _, out in encoded])
@@ -489,66 +458,6 @@ class ShardConsumer:
                 self.log.warning("frame_already_done", entry_id=slot.entry_id, camera_id=slot.camera_id)
             self._count(slot, out)
 
-    def _outputs(self, slot: Slot, now_ms: float, step: TrackStep | None = None) -> Outputs | None:
-        outcome, entry = slot.outcome, slot.extra["entry"]
-        latency_ms = now_ms - entry.xadd_ms
-        if isinstance(outcome, Dead):
-            letter = dead_letter(
-                source_id=entry.entry_id,
-                reason=outcome.reason,
-                error=outcome.error,
-                payload=outcome.payload,
-                payload_limit=self.settings.dead_payload_bytes,
-                camera_id=outcome.camera_id,
-                frame_id=outcome.frame_id,
-            )
-            return Outputs(entry.entry_id, dead=letter.to_bytes())
-        parsed: ParsedFrame = slot.extra["parsed"]
-        if isinstance(outcome, Stale):
-            result = frame_result(
-                parsed.frame,
-                status="stale",
-                event_ids=[],
-                width=parsed.width,
-                height=parsed.height,
-                latency_ms=latency_ms,
-            )
-            return Outputs(
-                entry.entry_id,
-                result=result.to_bytes(),
-                camera_id=parsed.frame.camera_id,
-                state=step.state.to_bytes() if step is not None else None,
-            )
-        if isinstance(outcome, Ok):
-            width, height = slot.extra["size"]
-            events = person_events(
-                parsed.frame,
-                outcome.persons,
-                model_version=outcome.model_version,
-                width=width,
-                height=height,
-                latency_ms=latency_ms,
-                tracked=step.persons if step is not None else None,
-            )
-            changes = activity_changes(parsed.frame, step.persons) if step is not None else []
-            result = frame_result(
-                parsed.frame,
-                status="ok",
-                event_ids=[e.event_id for e in events],
-                width=width,
-                height=height,
-                latency_ms=latency_ms,
-            )
-            return Outputs(
-                entry.entry_id,
-                events=[e.to_bytes() for e in events],
-                result=result.to_bytes(),
-                changes=[c.to_bytes() for c in changes],
-                camera_id=parsed.frame.camera_id,
-                state=step.state.to_bytes() if step is not None else None,
-            )
-        return None  # Gone
-
     def _count(self, slot: Slot, out: Outputs) -> None:
         outcome = slot.outcome
         if slot.camera_id is not None and slot.frame_id is not None and not isinstance(outcome, Dead):
@@ -577,39 +486,6 @@ class ShardConsumer:
             self.log.debug(
                 "frame_done", camera_id=slot.camera_id, frame_id=slot.frame_id, persons=len(out.events)
             )
-
-
-def raise_if_cancel_requested() -> None:
-    """Raise CancelledError if this task was asked to cancel but is still running.
-
-    On Python 3.11 ``asyncio.wait_for`` returns normally, swallowing the cancellation, when it is
-    cancelled just as the awaited thing completes (CPython gh-86296; fixed in 3.12). redis-py wraps
-    every socket write in it, so ``task.cancel()`` can be lost inside any Redis call. The request count
-    (``Task.cancelling()``) survives, so loops check it: a cancelled consumer must stop for good.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError("cancellation requested (it was swallowed by an inner wait_for)")
-
-
-def _failure_kind(exc: BaseException) -> str | None:
-    """ "lease" when the lease is gone, "full" when Redis refused a write for memory, "redis" when it could
-    not be reached, None for anything else.
-    The TaskGroup wraps errors (its body's too) in exception groups."""
-    if isinstance(exc, BaseExceptionGroup):
-        lost, rest = exc.split(LeaseLost)
-        if lost is not None:
-            return "lease"
-        _down, other = rest.split(REDIS_ERRORS)
-        if other is not None:
-            return None
-        full, _ = rest.split(OutOfMemoryError)
-        return "full" if full is not None else "redis"
-    if isinstance(exc, LeaseLost):
-        return "lease"
-    if isinstance(exc, OutOfMemoryError):
-        return "full"
-    return "redis" if isinstance(exc, REDIS_ERRORS) else None
 
 
 def _payload(slot: Slot) -> bytes:
