@@ -99,6 +99,18 @@ def test_a_wrong_assignment_among_right_peaks_is_fixed_by_the_peak_oracle(truth)
     assert ceilings.peak_oracle < 0.2 and ceilings.detector_oracle == pytest.approx(1.0)
 
 
+def test_the_part_whose_peaks_are_off_is_the_one_that_lifts_the_ceiling(truth):
+    truths, gt = truth
+    off_wrists = [p.copy() for p in truths]
+    for points in off_wrists:
+        points[[9, 10], 0] += 40.0  # both wrists 40 px off, and no peak nearer the truth
+    ceilings = ceilings_of(gt, [1], [_detections(_peaks_of(off_wrists))], [_persons(off_wrists)])
+    assert ceilings.peak_oracle < 0.9
+    assert ceilings.part_exact["wrists"] == pytest.approx(1.0)
+    assert ceilings.part_exact["head"] == pytest.approx(ceilings.peak_oracle)
+    assert ceilings.part_exact["elbows"] == pytest.approx(ceilings.peak_oracle)
+
+
 def test_mismatched_inputs_are_refused(truth):
     _, gt = truth
     with pytest.raises(ValueError, match="one Detections"):
@@ -129,6 +141,8 @@ def test_eval_pipeline_reports_ceilings(tmp_path):
     # the demo checkpoint's boxes are good, its keypoints are not: the detector's ceiling is far above
     assert ceilings["detector_oracle"] > ceilings["peak_oracle"] >= ceilings["pipeline"]
     assert "stage ceilings" in (out / "eval_pipeline.md").read_text()
+    assert set(ceilings["part_exact"]) == {"head", "shoulders", "elbows", "wrists", "hips", "knees", "ankles"}
+    assert "| head | shoulders |" in (out / "eval_pipeline.md").read_text()
     model, meta = load_checkpoint(DEFAULT_CHECKPOINT)
     again = pipeline_ceilings(PosePipeline(model, str(meta["version"]), "cpu"), data, "val")
     assert again.as_dict() == ceilings

@@ -8,7 +8,10 @@ ground truth, scored by the same COCOeval.
   ground-truth joint (the person matched by OKS): the assignment made perfect, the heatmaps' peaks as they
   are — the ceiling the keypoint subnet sets;
 * ``detector_oracle`` — the ground-truth keypoints of the box's best-IoU person in every predicted box:
-  the ceiling the detector's boxes and scores set.
+  the ceiling the detector's boxes and scores set;
+* ``part_exact`` — per joint group (``diagnostics.JOINT_GROUPS``), the peak oracle with that group's
+  labelled joints put exactly on the truth: how much of the gap between the peak oracle and the detector's
+  ceiling each part's peaks cost, so the next training effort goes where the points are.
 
 Measured on 195 held-out 480 px scenes (README): stage 2's demo checkpoint 0.101 / 0.130 / 0.244 / 0.755,
 stage 3's 0.116 / 0.145 / 0.264 / 0.757, stage 4's (2 PRN epochs) 0.134 / 0.165 / 0.265 / 0.756, stage 5's
@@ -36,6 +39,7 @@ from model.evaluation.coco_eval import (
     pose_score,
     score_results,
 )
+from model.evaluation.diagnostics import JOINT_GROUPS
 from model.evaluation.prn_eval import scored_annotations
 from model.predictions import FLIP_PAIRS, NUM_KEYPOINTS, Detections, PosedPerson
 
@@ -59,6 +63,7 @@ class StageCeilings:
     left_right_oracle: float
     peak_oracle: float
     detector_oracle: float
+    part_exact: dict[str, float] = dataclasses.field(default_factory=dict)  # group → AP (see above)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,6 +105,15 @@ def peak_oracle(person: PosedPerson, truth: TruthPerson, peaks: np.ndarray) -> n
             nearest = np.argmin(((candidates[:, :2] - truth.keypoints[joint, :2]) ** 2).sum(axis=1))
             points[joint] = candidates[nearest]
     return points
+
+
+def part_exact(points: np.ndarray, truth: TruthPerson, joints: Sequence[int]) -> np.ndarray:
+    """``points`` (17, 3) with the truth's labelled joints among ``joints`` put exactly on the truth."""
+    exact = points.copy()
+    for joint in joints:
+        if truth.keypoints[joint, 2] > 0:
+            exact[joint, :2] = truth.keypoints[joint, :2]
+    return exact
 
 
 def detector_oracle(person: PosedPerson, truths: Sequence[TruthPerson]) -> np.ndarray:
@@ -151,11 +165,13 @@ def ceilings_of(
     detections: Sequence[Detections],
     persons: Sequence[Sequence[PosedPerson]],
 ) -> StageCeilings:
-    """The four APs from the backbone stage's ``detections`` and the residual stage's ``persons``."""
+    """The four APs, and the per-part ones, from the backbone stage's ``detections`` and the residual stage's
+    ``persons``."""
     if not (len(image_ids) == len(detections) == len(persons)):
         raise ValueError("one Detections and one person list per image id are needed")
     category_id = person_category_id(gt)
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in FIXES}
+    parts: dict[str, list[dict[str, Any]]] = {group: [] for group in JOINT_GROUPS}
     for image_id, detection, posed in zip(image_ids, detections, persons, strict=True):
         truths = truth_people(gt, int(image_id), category_id)
         for person in posed:
@@ -165,8 +181,16 @@ def ceilings_of(
             for name, fix in FIXES.items():
                 points = fix(person, truths, detection.peaks) if truths else person.keypoints
                 results[name].append(keypoint_result(int(image_id), points, score, category_id))
+            truth = _best_by_oks(person, truths) if truths else None
+            assigned = peak_oracle(person, truth, detection.peaks) if truth is not None else person.keypoints
+            for group, joints in JOINT_GROUPS.items():
+                points = part_exact(assigned, truth, joints) if truth is not None else assigned
+                parts[group].append(keypoint_result(int(image_id), points, score, category_id))
     figures = {name: score_results(gt, rows, "keypoints", image_ids)["AP"] for name, rows in results.items()}
-    return StageCeilings(images=len(image_ids), persons=len(results["pipeline"]), **figures)
+    by_part = {group: score_results(gt, rows, "keypoints", image_ids)["AP"] for group, rows in parts.items()}
+    return StageCeilings(
+        images=len(image_ids), persons=len(results["pipeline"]), **figures, part_exact=by_part
+    )
 
 
 def pipeline_ceilings(

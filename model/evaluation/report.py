@@ -237,7 +237,8 @@ _FLAT_SECTIONS = (
         "Keypoint AP with one stage put right (stage ceilings)",
         "The pipeline's persons with left/right pairs turned as the ground truth has them, with every joint "
         "on its own channel's peak nearest the truth (perfect assignment), or with the truth's keypoints in "
-        "every predicted box (perfect keypoints): what each stage leaves on the table.",
+        "every predicted box (perfect keypoints): what each stage leaves on the table. `part_exact`: perfect "
+        "assignment with one joint group's labelled joints put exactly on the truth (what its peaks cost).",
     ),
     (
         "activity_predicted",
@@ -256,7 +257,11 @@ _FLAT_SECTIONS = (
 
 def _flat_section(section: dict[str, Any], title: str, note: str) -> list[str]:
     rows = [[key, value] for key, value in section.items() if not isinstance(value, dict | list)]
-    return [f"### {title}", "", note, "", markdown_table(["figure", "value"], rows), ""]
+    lines = [f"### {title}", "", note, "", markdown_table(["figure", "value"], rows), ""]
+    for key, value in section.items():  # a named set of figures (e.g. one per joint group): one row
+        if isinstance(value, dict) and value and not any(isinstance(v, dict | list) for v in value.values()):
+            lines += [f"`{key}`:", "", markdown_table(list(value), [list(value.values())]), ""]
+    return lines
 
 
 def write_report(results: dict[str, Any], out_dir: str | Path, name: str = "eval") -> tuple[Path, Path]:
