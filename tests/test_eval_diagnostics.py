@@ -28,7 +28,7 @@ CANVAS = (256, 256)
 
 def ground_truth(images: int = 3, people: int = 2, seed: int = 0) -> dict:
     """``people`` template poses side by side on 480×320 images (letterboxed onto 256×256: scale 0.53),
-    every joint labelled except one (v = 0) per person."""
+    every joint labelled except one (v = 0) per person, the right ankle as hidden (v = 1) where labelled."""
     rng = np.random.default_rng(seed)
     document = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "person"}]}
     for image_id in range(1, images + 1):
@@ -38,6 +38,7 @@ def ground_truth(images: int = 3, people: int = 2, seed: int = 0) -> dict:
             x, y = 240 * person + rng.uniform(10, 50), rng.uniform(5, 30)
             points = TEMPLATE_POSE * [w, h] + [x, y] + rng.uniform(-1.5, 1.5, TEMPLATE_POSE.shape)
             keypoints = np.concatenate([points, np.full((17, 1), 2.0)], axis=1)
+            keypoints[16, 2] = 1.0
             keypoints[int(rng.integers(17))] = 0.0
             next_id = len(document["annotations"]) + 1
             document["annotations"].append(person_annotation(next_id, image_id, [x, y, w, h], keypoints))
@@ -80,6 +81,9 @@ def test_ground_truth_heatmaps_diagnose_as_perfect(document_and_maps):
     assert result.joint_error.within_px["2px"] == 1.0
     assert set(result.joint_error_by_group) == set(JOINT_GROUPS)
     assert sum(g.joints for g in result.joint_error_by_group.values()) == result.joint_error.joints
+    flags = [v for a in document["annotations"] for v in a["keypoints"][2::3]]
+    assert result.joint_error_by_visibility["seen"].joints == flags.count(2)
+    assert result.joint_error_by_visibility["hidden"].joints == flags.count(1) > 0
     # only the close pairs (eyes, ears: ≈ 2 heatmap px apart) overlap; limbs' Gaussians barely do
     assert result.left_right.correlation < 0.4
     assert result.left_right.correlation_by_pair["shoulder"] < 0.2

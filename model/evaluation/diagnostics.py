@@ -91,6 +91,9 @@ class PipelineDiagnostics:
     persons: int  # labelled ground-truth persons
     joint_error: JointErrorSummary
     joint_error_by_group: dict[str, JointErrorSummary]
+    # "seen" (COCO v=2) / "hidden" (v=1: behind someone, something or the own body, e.g. the face of a
+    # head seen from behind): hidden joints are a third of the labels and most of the error's tail
+    joint_error_by_visibility: dict[str, JointErrorSummary]
     left_right: LeftRightSummary
     gt_box_keypoints: dict[str, float] | None  # COCO keypoint stats; None when no assigner was given
     gt_box_assignment: str | None  # "network" | "baseline" | None
@@ -126,6 +129,7 @@ class ImageEvidence:
     own: np.ndarray  # (M,) distance to the nearest own-channel peak (inf: none)
     opposite: np.ndarray  # (M,) distance to the nearest mirror-channel peak (inf: none)
     joint: np.ndarray  # (M,) joint index of each
+    visibility: np.ndarray  # (M,) COCO flag of each (1 hidden, 2 seen)
     correlations: np.ndarray  # (len(FLIP_PAIRS),) Pearson r per pair (nan: a flat channel)
     detections: Detections | None  # ground-truth boxes with the predicted peaks (None: no labelled person)
 
@@ -212,15 +216,18 @@ def collect_evidence(
             own, opposite = nearest_peak_distances(peaks[index], keypoints)
             labelled = keypoints[..., 2] > 0  # (N, 17)
             joint = np.broadcast_to(np.arange(NUM_KEYPOINTS), labelled.shape)[labelled]
+            visibility = keypoints[..., 2][labelled].astype(np.int64)
             detections = dataclasses.replace(
                 ground_truth_detections(annotations, box.width, box.height), peaks=peaks[index]
             )
             own, opposite = own[labelled], opposite[labelled]
         else:
             own = opposite = np.zeros(0)
-            joint = np.zeros(0, np.int64)
+            joint = visibility = np.zeros(0, np.int64)
             detections = None
-        evidence.append(ImageEvidence(int(image_id), own, opposite, joint, correlations[index], detections))
+        evidence.append(
+            ImageEvidence(int(image_id), own, opposite, joint, visibility, correlations[index], detections)
+        )
     return evidence
 
 
@@ -277,6 +284,7 @@ def summarise(
     own = np.concatenate([e.own for e in evidence])
     opposite = np.concatenate([e.opposite for e in evidence])
     joint = np.concatenate([e.joint for e in evidence]).astype(np.int64)
+    visibility = np.concatenate([e.visibility for e in evidence]).astype(np.int64)
     lateral = LATERAL[joint] & (np.isfinite(own) | np.isfinite(opposite))
     closer = (opposite < own).astype(np.float64) + 0.5 * (opposite == own)
     correlations = np.stack([e.correlations for e in evidence])  # (images, P)
@@ -302,6 +310,10 @@ def summarise(
         joint_error=_error_summary(own),
         joint_error_by_group={
             name: _error_summary(own[np.isin(joint, members)]) for name, members in JOINT_GROUPS.items()
+        },
+        joint_error_by_visibility={
+            "seen": _error_summary(own[visibility == 2]),
+            "hidden": _error_summary(own[visibility == 1]),
         },
         left_right=left_right,
         gt_box_keypoints=gt_box,

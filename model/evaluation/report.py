@@ -103,6 +103,7 @@ def _diagnostics_section(diagnostics: dict[str, Any]) -> list[str]:
         ]
 
     groups = diagnostics.get("joint_error_by_group", {})
+    visibility = diagnostics.get("joint_error_by_visibility", {})
     within_headers = [f"≤ {key[:-2]} px" for key in error["within_px"]]
     pairs = left_right["correlation_by_pair"]
     lines = [
@@ -110,11 +111,16 @@ def _diagnostics_section(diagnostics: dict[str, Any]) -> list[str]:
         "",
         f"{diagnostics['images']} images, {diagnostics['persons']} labelled persons. Joint error: distance "
         "(original image pixels) from each labelled ground-truth joint to the nearest peak of its own "
-        "channel; found: the channel has a peak at all.",
+        "channel; found: the channel has a peak at all; *seen* / *hidden*: the joints labelled visible "
+        "(v=2) / occluded (v=1).",
         "",
         markdown_table(
             ["joints", "count", "found", "median px", *within_headers],
-            [error_row("**all**", error), *(error_row(name, stats) for name, stats in groups.items())],
+            [
+                error_row("**all**", error),
+                *(error_row(name, stats) for name, stats in groups.items()),
+                *(error_row(f"*{name}*", stats) for name, stats in visibility.items()),
+            ],
         ),
         "",
         f"Left/right: mean Pearson r of the paired channels {_format(left_right['correlation'])} "
