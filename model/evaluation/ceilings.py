@@ -178,13 +178,16 @@ def ceilings_of(
             score = pose_score(person.score, person.keypoints)
             if score <= 0:
                 continue
-            for name, fix in FIXES.items():
-                points = fix(person, truths, detection.peaks) if truths else person.keypoints
+            fixed = {
+                name: fix(person, truths, detection.peaks) if truths else person.keypoints
+                for name, fix in FIXES.items()
+            }
+            for name, points in fixed.items():
                 results[name].append(keypoint_result(int(image_id), points, score, category_id))
             truth = _best_by_oks(person, truths) if truths else None
-            assigned = peak_oracle(person, truth, detection.peaks) if truth is not None else person.keypoints
-            for group, joints in JOINT_GROUPS.items():
-                points = part_exact(assigned, truth, joints) if truth is not None else assigned
+            for group, joints in JOINT_GROUPS.items():  # on the peak oracle's points, not computed again
+                points = fixed["peak_oracle"]
+                points = part_exact(points, truth, joints) if truth is not None else points
                 parts[group].append(keypoint_result(int(image_id), points, score, category_id))
     figures = {name: score_results(gt, rows, "keypoints", image_ids)["AP"] for name, rows in results.items()}
     by_part = {group: score_results(gt, rows, "keypoints", image_ids)["AP"] for group, rows in parts.items()}

@@ -92,7 +92,7 @@ class PipelineDiagnostics:
     joint_error: JointErrorSummary
     joint_error_by_group: dict[str, JointErrorSummary]
     # "seen" (COCO v=2) / "hidden" (v=1: behind someone, something or the own body, e.g. the face of a
-    # head seen from behind): hidden joints are a third of the labels and most of the error's tail
+    # head seen from behind): hidden joints are ≈ 40 % of the synthetic labels, most of the error's tail
     joint_error_by_visibility: dict[str, JointErrorSummary]
     left_right: LeftRightSummary
     gt_box_keypoints: dict[str, float] | None  # COCO keypoint stats; None when no assigner was given
